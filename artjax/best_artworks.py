@@ -1,0 +1,145 @@
+"""TFDS builder for Kaggle's *Best Artworks of All Time* from a manual download directory.
+
+Preparing reads the catalog (`artjax.catalog`), decodes every image once to validate and fingerprint it
+(`artjax.fingerprint`), and writes two splits in TFDS's record format:
+  test      the fixed, stratified test split (`artjax.splits.fixed_test_mask`)
+  trainval  everything else; each run splits it into train/val from its own seed
+Examples carry image (encoded bytes), label (index into every single-genre style of the download),
+style, artist, filename and group (duplicate group id, shared by near-duplicate scans).
+
+Unreadable files (zero-byte, truncated, not an image) are skipped with one warning listing them and are
+recorded in the dataset's metadata with the duplicate groups, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from artjax import catalog as catalog_lib
+from artjax import fingerprint as fingerprint_lib
+from artjax import splits
+
+TEST_SPLIT, TRAINVAL_SPLIT = "test", "trainval"
+
+
+@dataclasses.dataclass
+class BestArtworksConfig(tfds.core.BuilderConfig):
+    """What a prepared copy depends on besides the files; its name fingerprints all of it."""
+
+    test_fraction: float = 0.1
+    max_hamming: int = 10
+    min_correlation: float = 0.85
+
+
+def source_fingerprint(root: pathlib.Path) -> str:
+    """Hash of the download's file names and sizes and of artists.csv, to tell downloads apart."""
+    digest = hashlib.sha256((root / "artists.csv").read_bytes())
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def make_config(root, test_fraction, max_hamming, min_correlation) -> BestArtworksConfig:
+    params = f"{source_fingerprint(pathlib.Path(root))}-{test_fraction}-{max_hamming}-{min_correlation}"
+    name = "src" + hashlib.sha256(params.encode()).hexdigest()[:12]
+    return BestArtworksConfig(
+        name=name, test_fraction=test_fraction, max_hamming=max_hamming, min_correlation=min_correlation
+    )
+
+
+class BestArtworks(tfds.core.GeneratorBasedBuilder):
+    """Paintings labelled with their artist's (single) genre."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Download https://www.kaggle.com/datasets/ikarus777/best-artworks-of-all-time and pass the "
+        "folder holding artists.csv and images/ (or resized/) as config.data.root."
+    )
+    BUILDER_CONFIG_CLASS = BestArtworksConfig
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(None, None, 3)),
+                    "label": tfds.features.ClassLabel(num_classes=None),
+                    "style": tfds.features.Text(),
+                    "artist": tfds.features.Text(),
+                    "filename": tfds.features.Text(),
+                    "group": tfds.features.Scalar(np.int64),
+                }
+            ),
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _split_generators(self, dl_manager):
+        root = pathlib.Path(dl_manager.manual_dir)
+        catalog = catalog_lib.read_catalog(root)
+        images = catalog.images
+        prints, keep, unreadable = [], [], []
+        for i, path in enumerate(images["path"]):
+            try:
+                prints.append(fingerprint_lib.fingerprint(path))
+                keep.append(i)
+            except ValueError as e:
+                unreadable.append(str(e))
+        if unreadable:
+            logging.warning("%d unreadable image(s) skipped: %s", len(unreadable), unreadable)
+        images = images.iloc[keep].reset_index(drop=True)
+        if images.empty:
+            raise catalog_lib.DataError(f"{root}: no readable images of single-genre artists")
+        cfg = self.builder_config
+        groups = fingerprint_lib.duplicate_groups(prints, cfg.max_hamming, cfg.min_correlation)
+        test = splits.fixed_test_mask(images["style"], groups, images["filename"], cfg.test_fraction)
+
+        styles = sorted(images["style"].unique())
+        self.info.features["label"].names = styles
+        sizes = np.bincount(groups, minlength=len(groups))
+        self.info.metadata.update(
+            styles=styles,
+            duplicate_groups=int((sizes > 1).sum()),
+            images_in_duplicate_groups=int(sizes[sizes > 1].sum()),
+            unreadable_files=unreadable,
+            unmatched_files=list(catalog.unmatched_files),
+            non_image_files=list(catalog.non_image_files),
+            artists_without_files=list(catalog.artists_without_files),
+            multi_genre_artists_dropped=list(catalog.multi_genre_artists),
+        )
+        rows = [
+            dict(row, group=int(g), encoded=p.encoded)
+            for row, g, p in zip(images.to_dict("records"), groups, prints)
+        ]
+        return {
+            TEST_SPLIT: self._generate_examples([r for r, t in zip(rows, test) if t]),
+            TRAINVAL_SPLIT: self._generate_examples([r for r, t in zip(rows, test) if not t]),
+        }
+
+    def _generate_examples(self, rows):
+        for row in rows:
+            yield row["filename"], {
+                "image": row["encoded"],
+                "label": row["style"],
+                "style": row["style"],
+                "artist": row["artist"],
+                "filename": row["filename"],
+                "group": row["group"],
+            }
+
+
+def prepare(root, prepared_dir, test_fraction=0.1, max_hamming=10, min_correlation=0.85) -> BestArtworks:
+    """Prepares (once per download and setting) and returns the builder, ready for `as_dataset`."""
+    root = pathlib.Path(root)
+    if not (root / "artists.csv").is_file():
+        raise catalog_lib.DataError(f"{root}: artists.csv not found (config.data.root)")
+    config = make_config(root, test_fraction, max_hamming, min_correlation)
+    builder = BestArtworks(data_dir=str(prepared_dir), config=config)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(root))
+    )
+    return builder

@@ -1,0 +1,51 @@
+"""Shared fixtures. Four fake CPU devices for every test (set before JAX is imported).
+
+Real paintings come from $ARTJAX_REAL_DATA (default: ../shared/data/best_artworks from the project
+root). Without them, tests that need them skip, except under CI=true, where that is a failure.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REAL_DATA = pathlib.Path(
+    os.environ.get("ARTJAX_REAL_DATA", PROJECT_ROOT.parent / "shared" / "data" / "best_artworks"))
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> pathlib.Path:
+    if not (REAL_DATA / "artists.csv").is_file():
+        message = f"real paintings not found at {REAL_DATA} (set ARTJAX_REAL_DATA)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def real_builder(real_data_root, tmp_path_factory):
+    from artjax import best_artworks
+    return best_artworks.prepare(real_data_root, tmp_path_factory.mktemp("prepared_real"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    from artjax import synthetic
+    return synthetic.generate(tmp_path_factory.mktemp("synthetic"), images_per_artist=8, size=48)
+
+
+def make_config(root, prepared_dir, **data_overrides):
+    from artjax import configs
+    config = configs.base_config()
+    config.data.root = str(root)
+    config.data.prepared_dir = str(prepared_dir)
+    config.data.image_size = 32
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.data.update(data_overrides)
+    return config

@@ -1,0 +1,87 @@
+"""TFDS preparation, duplicate groups, leak-free splits and bad files."""
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artjax import best_artworks, catalog, input_pipeline as ip, synthetic
+from tests.conftest import make_config
+
+
+def _split_rows(builder, split):
+    return ip.split_metadata(builder, split)
+
+
+def test_real_splits_are_disjoint_and_keep_duplicate_groups_together(real_builder):
+    test = _split_rows(real_builder, best_artworks.TEST_SPLIT)
+    trainval = _split_rows(real_builder, best_artworks.TRAINVAL_SPLIT)
+    assert len(test) + len(trainval) == 2306
+    assert not {f for f, *_ in test} & {f for f, *_ in trainval}
+    assert not {g for *_, g in test} & {g for *_, g in trainval}
+    # stratified: every style is about 10% in test
+    for style in catalog.STUDY_STYLES:
+        n_test = sum(s == style for _, s, _, _ in test)
+        n_all = n_test + sum(s == style for _, s, _, _ in trainval)
+        assert abs(n_test - 0.1 * n_all) <= max(2, 0.03 * n_all), style
+    # known duplicate scans share a group
+    group = {f.split("/")[-1]: g for f, _, _, g in test + trainval}
+    assert group["Edgar_Degas_516.jpg"] == group["Edgar_Degas_97.jpg"]
+    assert group["Pablo_Picasso_256.jpg"] == group["Pablo_Picasso_296.jpg"]
+    assert real_builder.info.metadata["duplicate_groups"] > 50
+
+
+def test_real_test_split_is_fixed_and_val_follows_seed(real_builder, real_data_root, tmp_path):
+    other = best_artworks.prepare(real_data_root, tmp_path / "again")  # another run or machine
+    assert _split_rows(other, "test") == _split_rows(real_builder, "test")
+    config = make_config(real_data_root, real_builder.data_dir_root)
+    runs = {seed: ip.prepare_data(config.data, seed) for seed in (0, 1)}
+    assert runs[0].counts["test"] == runs[1].counts["test"]
+    assert runs[0].val_files != runs[1].val_files
+    assert ip.prepare_data(config.data, 0).val_files == runs[0].val_files
+    # Another class set keeps the same test images of the classes it shares.
+    config.data.classes = "Cubism,Pop Art"
+    small = ip.prepare_data(config.data, 0)
+    assert small.counts["test"] == [runs[0].counts["test"][1], runs[0].counts["test"][3]]
+    trainval_groups = {f: g for f, _, _, g in _split_rows(real_builder, "trainval")}
+    val_groups = {trainval_groups[f] for f in runs[0].val_files}
+    train_groups = {g for f, g in trainval_groups.items() if f not in runs[0].val_files}
+    assert not val_groups & train_groups
+
+
+def test_bad_files_are_skipped_with_one_warning(synthetic_root, tmp_path, caplog):
+    import shutil
+    root = tmp_path / "dl"
+    shutil.copytree(synthetic_root, root)
+    folder = root / "images" / "Synthetic_Cubism_Painter_1"
+    (folder / "Synthetic_Cubism_Painter_1_90.jpg").write_bytes(b"")
+    good = (folder / "Synthetic_Cubism_Painter_1_1.jpg").read_bytes()
+    (folder / "Synthetic_Cubism_Painter_1_91.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "Synthetic_Cubism_Painter_1_92.jpg").write_text("<html>not a jpeg</html>")
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(folder / "Synthetic_Cubism_Painter_1_93.jpg")
+    with caplog.at_level(logging.WARNING):
+        builder = best_artworks.prepare(root, tmp_path / "prepared")
+    unreadable = builder.info.metadata["unreadable_files"]
+    assert sorted(u.split(":")[0].rsplit("_", 1)[-1] for u in unreadable) == ["90.jpg", "91.jpg", "92.jpg"]
+    assert "3 unreadable image(s) skipped" in caplog.text
+    names = {f for f, *_ in _split_rows(builder, "trainval") + _split_rows(builder, "test")}
+    assert "Synthetic_Cubism_Painter_1/Synthetic_Cubism_Painter_1_93.jpg" in names  # CMYK is fine
+    assert not any(n.startswith("Synthetic_Multi") for n in names)  # multi-genre dropped
+
+
+def test_empty_class_is_skipped_with_warning(synthetic_root, tmp_path, caplog):
+    config = make_config(synthetic_root, tmp_path / "prepared", classes="Cubism,Pop Art,Baroque")
+    with caplog.at_level(logging.WARNING):
+        data = ip.prepare_data(config.data, 0)
+    assert data.classes == ("Cubism", "Pop Art")
+    assert "Baroque" in caplog.text
+
+
+def test_embedded_default_is_synthetic_and_says_so(tmp_path, caplog):
+    config = make_config("", tmp_path / "prepared", synthetic_dir=str(tmp_path / "syn"))
+    with caplog.at_level(logging.WARNING):
+        root, is_synthetic = ip.resolve_root(config.data)
+    assert is_synthetic and synthetic.is_synthetic(root)
+    assert "SYNTHETIC" in caplog.text
+    assert len(catalog.read_catalog(root).images) == 6 * 2 * 20
