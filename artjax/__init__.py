@@ -1,0 +1,1 @@
+"""artjax: art-style classification of paintings with JAX/Flax."""
