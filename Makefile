@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (Python 3.11 or 3.12 with venv):
-#   make demo   train + evaluate on the embedded synthetic default (for now: EDA + pipeline benchmark)
+#   make demo   train + evaluate the study's CNN on the embedded synthetic default
 #   make test   the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -13,8 +13,8 @@ $(BIN)/.installed: pyproject.toml
 
 .PHONY: demo test
 demo: $(BIN)/.installed
-	$(BIN)/python -m artjax.eda --config experiments/cnn.py:synthetic --outdir checkpoints/demo/eda
-	$(BIN)/python -m artjax.bench pipeline --config experiments/cnn.py:synthetic --images 320
+	$(BIN)/python -m artjax.train --config experiments/cnn.py:synthetic --workdir checkpoints/demo
+	$(BIN)/python -m artjax.evaluate --workdir checkpoints/demo --split test
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -18,7 +18,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from artjax import catalog
+from artjax import catalog, configs
 from artjax import input_pipeline as ip
 from artjax import preprocess as pp
 
@@ -84,4 +84,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    app.run(main, flags_parser=configs.parse_flags)

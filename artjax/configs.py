@@ -35,10 +35,105 @@ def data_config() -> ml_collections.ConfigDict:
     return d
 
 
+def model_config() -> ml_collections.ConfigDict:
+    m = ml_collections.ConfigDict()
+    m.name = "cnn"  # cnn | resnet
+    m.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
+    m.dropout_rate = 0.4  # cnn
+    m.depth = 50  # resnet: 50 | 101 | 152 ...
+    m.stage_sizes = ()  # ... or explicit blocks per stage (tiny test models)
+    m.variant = "v1.5"  # resnet: v1 (Keras layout) | v1.5 (torchvision layout)
+    m.width = 64
+    m.bn_momentum = 0.9
+    return m
+
+
+def optimizer_config() -> ml_collections.ConfigDict:
+    o = ml_collections.ConfigDict()
+    o.name = "adam"  # adam | adamw | sgd | rmsprop
+    o.learning_rate = 1e-3
+    o.schedule = "constant"  # constant | cosine | warmup_cosine
+    o.warmup_epochs = 0.0
+    o.b1, o.b2, o.eps = 0.9, 0.999, 1e-7  # Keras's Adam defaults
+    o.momentum = 0.9  # sgd, rmsprop
+    o.nesterov = False
+    o.rmsprop_decay = 0.9
+    o.weight_decay = 0.0  # kernels only; decoupled for adamw, L2 otherwise
+    o.grad_clip_norm = 0.0  # 0: off
+    return o
+
+
 def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.batch_size = 32  # global, over all devices and processes
     config.eval_batch_size = 64
+    config.num_epochs = 30
+    config.class_weighted = False  # sklearn "balanced" weights from the training split
+    config.label_smoothing = 0.0
+    config.log_every_steps = 20  # host syncs (metrics, NaN check) only at these intervals
+    config.checkpoint_every_epochs = 1
+    config.keep_checkpoints = 2  # latest N, plus the best by `best_metric`
+    config.best_metric = "val_accuracy"
+    config.prefetch_to_device = 2  # batches staged on the devices ahead of the step
     config.data = data_config()
+    config.model = model_config()
+    config.optimizer = optimizer_config()
     return config
+
+
+def parse_variants(arg: str | None, valid) -> set[str]:
+    """'a,b' -> {'a', 'b'}; an unknown variant is an error listing the valid ones."""
+    variants = {v.strip() for v in (arg or "").split(",") if v.strip()}
+    unknown = variants - set(valid)
+    if unknown:
+        raise ValueError(f"unknown variant(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    return variants
+
+
+def apply_synthetic(config) -> None:
+    """The embedded-default variant: small images and a short run, minutes on a CPU."""
+    config.data.root = ""
+    config.data.image_size = 64
+    config.num_epochs = 15
+    config.log_every_steps = 3
+
+
+def load(path_and_variant: str) -> ml_collections.ConfigDict:
+    """Loads `experiments/x.py[:variant]` the way --config does."""
+    import importlib.util
+
+    path, _, variant = path_and_variant.partition(":")
+    spec = importlib.util.spec_from_file_location("artjax_experiment_config", path)
+    if spec is None or not path.endswith(".py"):
+        raise FileNotFoundError(f"{path}: not a config file (experiments/*.py)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant or None)
+
+
+def flat_keys(config, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            keys += flat_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(prefix + key)
+    return keys
+
+
+def parse_flags(argv):
+    """absl flag parser for the CLIs: an unknown --config.x override is an error listing valid keys."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+        if path is None and "--config" in argv:
+            path = argv[argv.index("--config") + 1]
+        given = [a.split("=")[0][len("--config."):] for a in argv if a.startswith("--config.")]
+        valid = flat_keys(load(path)) if path else []
+        unknown = [k for k in given if k not in valid]
+        raise SystemExit(f"error: unknown config key(s) {unknown or given} ({e}).\n"
+                         f"Valid keys: {', '.join(valid)}")

@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from artjax import best_artworks  # noqa: E402
+from artjax import best_artworks, configs  # noqa: E402
 from artjax import input_pipeline as ip  # noqa: E402
 from artjax import preprocess as pp  # noqa: E402
 from artjax import synthetic  # noqa: E402
@@ -123,4 +123,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    app.run(main, flags_parser=configs.parse_flags)

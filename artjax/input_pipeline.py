@@ -173,7 +173,8 @@ def train_dataset(data: PreparedData, config, num_devices: int, start_step: int 
 
 
 def eval_dataset(data: PreparedData, split: str, config, num_devices: int) -> tf.data.Dataset:
-    """One pass over a split in padded batches; `mask` is 1 for real images, 0 for padding."""
+    """One pass over a split in padded batches; `mask` is 1 for real images, 0 for padding.
+    `filename` (strings, for reports) stays on the host: pass only the other keys to a step."""
     d = config.data
     batch = local_batch_size(config.eval_batch_size, num_devices)
     # Every process runs the same number of batches (collectives), so pad to the largest shard.
@@ -182,10 +183,12 @@ def eval_dataset(data: PreparedData, split: str, config, num_devices: int) -> tf
     ds = split_dataset(data, split)
     ds = ds.map(pp.compose(decode_ops(d.image_size) + [pp.make_normalize(d.normalization)]),
                 tf.data.AUTOTUNE)
-    ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"], "mask": tf.constant(1, tf.int32)})
+    ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"], "mask": tf.constant(1, tf.int32),
+                            "filename": ex["filename"]})
     shape = (d.image_size, d.image_size, 3)
     pad = tf.data.Dataset.from_tensors(
-        {"image": tf.zeros(shape, tf.float32), "label": tf.constant(0, tf.int32), "mask": tf.constant(0, tf.int32)}
+        {"image": tf.zeros(shape, tf.float32), "label": tf.constant(0, tf.int32), "mask": tf.constant(0, tf.int32),
+         "filename": tf.constant("")}
     ).repeat()
     ds = ds.concatenate(pad).take(padded_total)
     ds = ds.batch(batch, drop_remainder=True).map(device_layout(num_devices))
