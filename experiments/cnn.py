@@ -16,6 +16,11 @@ def get_config(arg: str | None = None):
     variants = configs.parse_variants(arg, ("weighted", "synthetic"))
     config = configs.base_config()
     config.model.name = "cnn"
+    config.num_epochs = 20
+    config.optimizer.name = "adam"  # the study's
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.schedule = "warmup_cosine"
+    config.optimizer.warmup_epochs = 1.0
     config.class_weighted = "weighted" in variants
     if "synthetic" in variants:
         configs.apply_synthetic(config)
