@@ -68,26 +68,6 @@ def test_four_devices_equal_one_device(tmp_path, model_overrides):
         assert jax.tree.leaves(four.batch_stats)  # BatchNorm statistics were synchronized, not absent
 
 
-def test_resnet_variants_place_the_stride_as_their_frameworks_do():
-    x = jnp.zeros((1, 64, 64, 3))
-    shapes = {}
-    for variant in models.RESNET_VARIANTS:
-        model = models.ResNet(5, stage_sizes=(1, 1), width=4, variant=variant)
-        params = model.init(jax.random.PRNGKey(0), x)["params"]
-        shapes[variant] = params
-    v1, v15 = shapes["v1"]["stage2_block1"], shapes["v1.5"]["stage2_block1"]
-    assert "bias" in v1["conv1"] and "bias" not in v15["conv1"]  # Keras convs carry biases
-    out = {}
-    for variant in models.RESNET_VARIANTS:
-        model = models.ResNet(5, stage_sizes=(1, 1), width=4, variant=variant)
-        _, inter = model.apply({"params": shapes[variant], "batch_stats": model.init(
-            jax.random.PRNGKey(0), x)["batch_stats"]}, x, capture_intermediates=True)
-        out[variant] = {k: v["__call__"][0].shape for k, v in inter["intermediates"]["stage2_block1"].items()
-                        if k.startswith("conv")}
-    assert out["v1"]["conv1"][1] == 8 and out["v1.5"]["conv1"][1] == 16  # stride 2 in conv1 vs conv2
-    assert out["v1"]["conv2"][1] == out["v1.5"]["conv2"][1] == 8
-
-
 def test_loss_falls_and_the_run_is_evaluated(synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path, num_epochs=6)
     config.optimizer.learning_rate = 3e-3

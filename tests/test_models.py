@@ -1,0 +1,78 @@
+"""The CPU convolution/pooling path equals XLA's, forward and backward; model-level equivalence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from artjax import models
+
+
+@pytest.mark.parametrize("k,stride,pad,cin,cout", [(3, 1, 0, 3, 8), (3, 2, 1, 4, 6), (1, 2, 0, 5, 7),
+                                                   (7, 2, 3, 3, 4), (3, 1, 1, 6, 6)])
+def test_patches_conv_equals_xla_conv_and_its_gradients(k, stride, pad, cin, cout):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = jnp.asarray(rng.normal(size=(2, 13, 12, cin)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
+    padding = [(pad, pad)] * 2
+    fwd = {impl: models.conv2d(x, kernel, stride, padding, impl) for impl in ("xla", "patches")}
+    np.testing.assert_allclose(fwd["patches"], fwd["xla"], rtol=1e-5, atol=1e-5)
+    cotangent = jnp.asarray(rng.normal(size=fwd["xla"].shape), jnp.float32)
+    grads = {impl: jax.grad(lambda a, b: jnp.sum(models.conv2d(a, b, stride, padding, impl) * cotangent),
+                            argnums=(0, 1))(x, kernel) for impl in ("xla", "patches")}
+    for a, b in zip(grads["patches"], grads["xla"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 2, 1)])
+def test_patches_max_pool_equals_xla(window, stride, pad):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 11, 10, 3)), jnp.float32)
+    fwd = {impl: models.max_pool(x, window, stride, pad, impl) for impl in ("xla", "patches")}
+    np.testing.assert_array_equal(fwd["patches"], fwd["xla"])
+    grads = {impl: jax.grad(lambda a: jnp.sum(models.max_pool(a, window, stride, pad, impl) ** 2))(x)
+             for impl in ("xla", "patches")}
+    np.testing.assert_allclose(grads["patches"], grads["xla"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda impl: models.BaselineCNN(4, dropout_rate=0.0, conv_impl=impl),
+    lambda impl: models.ResNet(4, stage_sizes=(1, 1), width=4, variant="v1", conv_impl=impl),
+    lambda impl: models.ResNet(4, stage_sizes=(1, 1), width=4, variant="v1.5", conv_impl=impl),
+])
+def test_models_give_the_same_logits_and_gradients_with_either_conv(make):
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 48, 48, 3)), jnp.float32)
+    variables = make("xla").init(jax.random.PRNGKey(0), x)
+    results = {}
+    for impl in ("xla", "patches"):
+        model = make(impl)
+        loss = lambda p: jnp.sum(model.apply({**variables, "params": p}, x) ** 2)
+        results[impl] = (model.apply(variables, x), jax.grad(loss)(variables["params"]))
+    np.testing.assert_allclose(results["patches"][0], results["xla"][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(results["patches"][1]), jax.tree.leaves(results["xla"][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_conv_impl_auto_is_patches_on_cpu_and_names_are_validated():
+    assert models.resolve_conv_impl("auto") == ("patches" if jax.default_backend() == "cpu" else "xla")
+    with pytest.raises(ValueError, match="conv_impl 'fast'"):
+        models.resolve_conv_impl("fast")
+
+
+def test_resnet_variants_place_the_stride_as_their_frameworks_do():
+    x = jnp.zeros((1, 64, 64, 3))
+    out = {}
+    for variant in models.RESNET_VARIANTS:
+        model = models.ResNet(5, stage_sizes=(1, 1), width=4, variant=variant)
+        variables = model.init(jax.random.PRNGKey(0), x)
+        block = variables["params"]["stage2_block1"]
+        assert ("bias" in block["conv1"]) == (variant == "v1")  # Keras convs carry biases
+        _, inter = model.apply(variables, x, capture_intermediates=True)
+        out[variant] = {k: v["__call__"][0].shape for k, v in inter["intermediates"]["stage2_block1"].items()
+                        if k.startswith("conv")}
+    assert out["v1"]["conv1"][1] == 8 and out["v1.5"]["conv1"][1] == 16  # stride 2 in conv1 vs conv2
+    assert out["v1"]["conv2"][1] == out["v1.5"]["conv2"][1] == 8
+
+
+def test_too_small_input_for_the_cnn_is_a_clear_error():
+    with pytest.raises(ValueError, match="too small"):
+        models.BaselineCNN(3).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
