@@ -7,6 +7,12 @@ pipeline: images/s, in one run on the same training files, of
   full, cold     the training pipeline's first pass (decode, resize, cache, augment, normalize, batch)
   full, warm     the same pipeline once its cache is filled (every later epoch)
   keras IDG      Keras's ImageDataGenerator.flow_from_dataframe with the same augmentation
+
+  python -m artjax.bench train [--image_size 200] [--steps 5]
+
+train: train-step images/s (after two warm-up steps) on synthetic batches for the CNN (batch 32) and ResNet50 (batch 16, the
+Keras v1 layout), artjax's pmap'd step with each convolution implementation and Keras (TF backend) with
+the same architectures and Adam, in one run.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from artjax import input_pipeline as ip
 from artjax import preprocess as pp
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
-_IMAGES = flags.DEFINE_integer("images", 1600, "Images per measurement.")
+_IMAGES = flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 200, "Image size (train).")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per measurement, after one warm-up step (train).")
+_MODELS = flags.DEFINE_list("models", ["cnn", "resnet50"], "Models to time (train).")
 
 
 def _rate(iterator, images: int, batch: int) -> float:
@@ -69,9 +78,99 @@ def bench_pipeline(config) -> dict:
     return rates
 
 
+def _time_steps(step, n) -> float:
+    """Seconds per step over `n` steps after two warm-up steps; `step()` blocks. (pmap compiles twice:
+    the replicated input state and the step's output state carry different shardings.)"""
+    step()
+    step()
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - start) / n
+
+
+def artjax_step_rate(name: str, batch: int, size: int, conv_impl: str, n: int) -> float:
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import jax_utils
+
+    from artjax import configs as configs_lib
+    from artjax import models, steps, train
+
+    config = configs_lib.base_config()
+    config.data.image_size = size
+    config.model.conv_impl = conv_impl
+    if name == "cnn":
+        config.model.name = "cnn"
+    else:
+        config.model.name, config.model.depth, config.model.variant = "resnet", 50, "v1"
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = jax_utils.replicate(train.create_train_state(config, model, steps_per_epoch=100))
+    devices = jax.local_device_count()
+    rng = np.random.default_rng(0)
+    data = {"image": rng.random((devices, batch // devices, size, size, 3), np.float32),
+            "label": rng.integers(0, 6, (devices, batch // devices)).astype(np.int32)}
+    p_step = jax.pmap(functools.partial(steps.train_step, class_weights=jnp.ones(6)), axis_name=steps.AXIS,
+                      donate_argnums=(0,))
+    holder = [state]
+
+    def step():
+        holder[0], metrics = p_step(holder[0], data)
+        jax.block_until_ready(metrics)
+
+    return batch / _time_steps(step, n)
+
+
+def keras_step_rate(name: str, batch: int, size: int, n: int) -> float:
+    import keras
+    import numpy as np
+
+    if name == "cnn":  # the study's Sequential model
+        layers = [keras.Input((size, size, 3))]
+        for f in (32, 64, 128, 128):
+            layers += [keras.layers.Conv2D(f, 3, activation="relu"), keras.layers.MaxPooling2D(2)]
+        layers += [keras.layers.Flatten(), keras.layers.Dropout(0.4), keras.layers.Dense(512, activation="relu"),
+                   keras.layers.Dense(6)]
+        model = keras.Sequential(layers)
+    else:
+        model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=6,
+                                            classifier_activation=None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, size, size, 3), np.float32)
+    y = rng.integers(0, 6, batch)
+    return batch / _time_steps(lambda: model.train_on_batch(x, y), n)
+
+
+def bench_train(models, size: int, n: int) -> list[tuple[str, str, float]]:
+    rows = []
+    for name in models:
+        batch = {"cnn": 32, "resnet50": 16}[name]
+        rows.append((name, "keras (TF backend)", keras_step_rate(name, batch, size, n)))
+        for impl in ("xla", "patches"):
+            rows.append((name, f"artjax pmap, conv_impl={impl}", artjax_step_rate(name, batch, size, impl, n)))
+    return rows
+
+
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("pipeline",):
-        raise app.UsageError("usage: python -m artjax.bench pipeline --config ...")
+    if len(argv) != 2 or argv[1] not in ("pipeline", "train"):
+        raise app.UsageError("usage: python -m artjax.bench pipeline|train [--config ...]")
+    if argv[1] == "train":
+        import jax
+
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
+              f"x{jax.local_device_count()}; image size {_IMAGE_SIZE.value}, {_STEPS.value} timed steps")
+        rows = bench_train(_MODELS.value, _IMAGE_SIZE.value, _STEPS.value)
+        keras_rate = {name: rate for name, who, rate in rows if who.startswith("keras")}
+        for name, who, rate in rows:
+            print(f"{name:<9}{who:<32}{rate:>8.2f} img/s  ({rate / keras_rate[name]:4.2f}x Keras)")
+        return
+    if _CONFIG.value is None:
+        raise app.UsageError("pipeline needs --config")
     config = _CONFIG.value
     rates = bench_pipeline(config)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores; image size {config.data.image_size}, "
@@ -83,5 +182,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
     app.run(main, flags_parser=configs.parse_flags)

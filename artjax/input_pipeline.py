@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pathlib
 
 import jax
@@ -142,12 +143,23 @@ def decode_ops(image_size: int):
     return [pp.decode, pp.make_resize(image_size), pp.to_uint8]
 
 
+def _cache_fits(images: int, size: int) -> bool:
+    """Caches decoded uint8 images only if they take under half of the memory available now."""
+    need = images * size * size * 3
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > available / 2:
+        logging.warning("not caching %d decoded images (%.1f GB; %.1f GB available): decoding every epoch",
+                        images, need / 1e9, available / 1e9)
+        return False
+    return True
+
+
 def train_dataset(data: PreparedData, config, num_devices: int, start_step: int = 0) -> tf.data.Dataset:
     """Endless shuffled, augmented training batches; `start_step` resumes the same stream."""
     d = config.data
     batch = local_batch_size(config.batch_size, num_devices)
     ds = split_dataset(data, "train").map(pp.compose(decode_ops(d.image_size)), tf.data.AUTOTUNE)
-    if d.cache:
+    if d.cache and _cache_fits(data.num_examples("train"), d.image_size):
         ds = ds.cache()
     if d.oversample_power is not None:
         # Sample class c with probability ∝ count_c ** power (0: balanced, 1: as in the data).

@@ -11,6 +11,7 @@ are stateless, seeded by the example's `rng` feature, so a stream is reproducibl
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -54,10 +55,6 @@ def to_uint8(features: Features) -> Features:
     return {**features, "image": tf.cast(tf.round(features["image"]), tf.uint8)}
 
 
-def to_float(features: Features) -> Features:
-    return {**features, "image": tf.cast(features["image"], tf.float32)}
-
-
 def make_normalize(mode: str) -> Op:
     if mode not in NORMALIZATIONS:
         raise ValueError(f"normalization {mode!r} is not one of {NORMALIZATIONS}")
@@ -75,10 +72,6 @@ def make_normalize(mode: str) -> Op:
         return {**features, "image": image}
 
     return normalize
-
-
-def _matmul3(a, b):
-    return tf.linalg.matmul(a, b)
 
 
 def keras_transform_matrix(theta_deg, tx, ty, shear_deg, zx, zy, flip, height, width):
@@ -101,12 +94,11 @@ def keras_transform_matrix(theta_deg, tx, ty, shear_deg, zx, zy, flip, height, w
     o_x, o_y = f32(height) / 2 - 0.5, f32(width) / 2 - 0.5  # Keras: offsets from (h, w) in (c0, c1)
     to_centre = mat([[one, zero, o_x], [zero, one, o_y], [zero, zero, one]])
     from_centre = mat([[one, zero, -o_x], [zero, one, -o_y], [zero, zero, one]])
-    m = _matmul3(_matmul3(_matmul3(_matmul3(_matmul3(to_centre, rotation), shift), shear_m), zoom),
-                 from_centre)
+    m = functools.reduce(tf.linalg.matmul, [to_centre, rotation, shift, shear_m, zoom, from_centre])
     sign = tf.where(tf.cast(flip, tf.bool), -one, one)
     flip_x = mat([[sign, zero, tf.where(tf.cast(flip, tf.bool), f32(width) - 1, zero)],
                   [zero, one, zero], [zero, zero, one]])
-    return _matmul3(m, flip_x)
+    return tf.linalg.matmul(m, flip_x)
 
 
 def apply_transform(image, matrix):
