@@ -13,6 +13,13 @@ pipeline: images/s, in one run on the same training files, of
 train: train-step images/s (after two warm-up steps) on synthetic batches for the CNN (batch 32) and ResNet50 (batch 16, the
 Keras v1 layout), artjax's pmap'd step with each convolution implementation and Keras (TF backend) with
 the same architectures and Adam, in one run.
+
+  python -m artjax.bench accelerator [--config experiments/resnet50_scratch.py --config.data.root=...]
+
+accelerator: ResNet50 (v1.5) train steps at 224 and 200, bfloat16 and float32, on synthetic batches
+already on the devices and, with --config, through the real tf.data pipeline (prefetched to the devices):
+images/s, step time, the model FLOPs utilisation they imply (XLA's FLOP count of the step against the
+device's bf16 dense peak) and peak device memory. Sized to finish in a few minutes on one GPU.
 """
 
 from __future__ import annotations
@@ -28,11 +35,9 @@ from artjax import catalog, configs
 from artjax import input_pipeline as ip
 from artjax import preprocess as pp
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
-_IMAGES = flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 200, "Image size (train).")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per measurement, after one warm-up step (train).")
-_MODELS = flags.DEFINE_list("models", ["cnn", "resnet50"], "Models to time (train).")
+# bf16 dense peak FLOP/s by device kind, for MFU (vendor figures; SXM parts).
+PEAK_FLOPS = {"NVIDIA H200": 989e12, "NVIDIA H100": 989e12, "NVIDIA A100": 312e12, "TPU v4": 275e12,
+              "TPU v5e": 197e12, "TPU v5p": 459e12}
 
 
 def _rate(iterator, images: int, batch: int) -> float:
@@ -62,9 +67,9 @@ def keras_generator(data: ip.PreparedData, config):
         batch_size=config.batch_size, seed=config.seed)
 
 
-def bench_pipeline(config) -> dict:
+def bench_pipeline(config, n: int) -> dict:
     data = ip.prepare_data(config.data, config.seed)
-    n, batch = _IMAGES.value, config.batch_size
+    batch = config.batch_size
     decode_only = (ip.split_dataset(data, "train").repeat()
                    .map(pp.compose(ip.decode_ops(config.data.image_size)), -1)
                    .batch(batch).prefetch(-1).as_numpy_iterator())
@@ -156,25 +161,100 @@ def bench_train(models, size: int, n: int) -> list[tuple[str, str, float]]:
     return rows
 
 
+def peak_flops(device) -> float | None:
+    kind = device.device_kind
+    return next((v for k, v in PEAK_FLOPS.items() if kind.startswith(k)), None)
+
+
+def bench_accelerator(config, sizes, dtypes, batch_per_device: int, n: int, with_pipeline: bool) -> list[dict]:
+    """One row per (input, size, dtype): img/s, step ms, MFU, peak memory. `config.model` is timed."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import jax_utils
+
+    from artjax import models, steps, train
+
+    devices = jax.local_devices()
+    peak = peak_flops(devices[0])
+    p_step = None
+    rows = []
+    data = ip.prepare_data(config.data, config.seed) if with_pipeline else None
+    for size in sizes:
+        for dtype in dtypes:
+            config.data.image_size, config.model.dtype = size, dtype
+            config.batch_size = batch_per_device * len(devices)
+            model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+            state = jax_utils.replicate(train.create_train_state(config, model, steps_per_epoch=100))
+            p_step = jax.pmap(functools.partial(steps.train_step, class_weights=jnp.ones(6)),
+                              axis_name=steps.AXIS, donate_argnums=(0,))
+            rng = np.random.default_rng(0)
+            shard = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)),
+                                               jax.sharding.PartitionSpec("d"))
+            synthetic_batch = jax.device_put(
+                {"image": rng.random((len(devices), batch_per_device, size, size, 3), np.float32),
+                 "label": rng.integers(0, 6, (len(devices), batch_per_device)).astype(np.int32)}, shard)
+            cost = p_step.lower(state, synthetic_batch).compile().cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            flops_per_step = (cost or {}).get("flops", 0.0)  # per device
+            sources = [("synthetic", lambda: synthetic_batch)]
+            if with_pipeline:
+                batches = jax_utils.prefetch_to_device(
+                    ip.train_dataset(data, config, len(devices)).as_numpy_iterator(), 2)
+                sources.append(("tf.data", lambda: next(batches)))
+            holder = [state]
+            for source, next_batch in sources:
+                def step():
+                    holder[0], metrics = p_step(holder[0], next_batch())
+                    jax.block_until_ready(metrics)
+
+                seconds = _time_steps(step, n)
+                memory = (devices[0].memory_stats() or {}).get("peak_bytes_in_use")
+                rows.append(dict(
+                    input=source, size=size, dtype=dtype, images_per_second=config.batch_size / seconds,
+                    step_ms=1000 * seconds,
+                    mfu=(flops_per_step / seconds / peak) if (peak and flops_per_step) else None,
+                    peak_memory_gib=memory / 2**30 if memory else None))
+    return rows
+
+
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("pipeline", "train"):
-        raise app.UsageError("usage: python -m artjax.bench pipeline|train [--config ...]")
+    if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator"):
+        raise app.UsageError("usage: python -m artjax.bench pipeline|train|accelerator [--config ...]")
+    F = flags.FLAGS
+    if argv[1] == "accelerator":
+        import jax
+
+        config = F.config or configs.load("experiments/resnet50_scratch.py")
+        rows = bench_accelerator(config, [int(s) for s in F.sizes], F.dtypes, F.batch_per_device,
+                                 F.steps, with_pipeline=F.config is not None)
+        d = jax.local_devices()[0]
+        print(f"devices: {jax.local_device_count()} x {d.device_kind} ({jax.default_backend()}); "
+              f"batch {F.batch_per_device} per device; {F.steps} timed steps")
+        for r in rows:
+            mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "  n/a"
+            mem = f"{r['peak_memory_gib']:6.1f} GiB" if r["peak_memory_gib"] is not None else "   n/a"
+            print(f"{r['input']:<10} {r['size']:>4} {r['dtype']:<9} {r['images_per_second']:>9.1f} img/s "
+                  f"{r['step_ms']:>8.1f} ms/step  MFU {mfu}  peak memory {mem}")
+        return
     if argv[1] == "train":
         import jax
 
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
-              f"x{jax.local_device_count()}; image size {_IMAGE_SIZE.value}, {_STEPS.value} timed steps")
-        rows = bench_train(_MODELS.value, _IMAGE_SIZE.value, _STEPS.value)
+              f"x{jax.local_device_count()}; image size {F.image_size}, {F.steps} timed steps")
+        rows = bench_train(F.models, F.image_size, F.steps)
         keras_rate = {name: rate for name, who, rate in rows if who.startswith("keras")}
         for name, who, rate in rows:
             print(f"{name:<9}{who:<32}{rate:>8.2f} img/s  ({rate / keras_rate[name]:4.2f}x Keras)")
         return
-    if _CONFIG.value is None:
+    if F.config is None:
         raise app.UsageError("pipeline needs --config")
-    config = _CONFIG.value
-    rates = bench_pipeline(config)
+    config = F.config
+    rates = bench_pipeline(config, F.images)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores; image size {config.data.image_size}, "
-          f"batch {config.batch_size}, {_IMAGES.value} images per measurement")
+          f"batch {config.batch_size}, {F.images} images per measurement")
     keras = rates["keras ImageDataGenerator"]
     for name, rate in rates.items():
         print(f"{name:<28}{rate:>9.1f} img/s  ({rate / keras:5.1f}x Keras, "
@@ -182,4 +262,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
+    flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
+    flags.DEFINE_integer("image_size", 200, "Image size (train).")
+    flags.DEFINE_integer("steps", 5, "Timed steps per measurement, after two warm-up steps (train, accelerator).")
+    flags.DEFINE_list("models", ["cnn", "resnet50"], "Models to time (train).")
+    flags.DEFINE_list("sizes", ["224", "200"], "Image sizes (accelerator).")
+    flags.DEFINE_list("dtypes", ["bfloat16", "float32"], "Compute dtypes (accelerator).")
+    flags.DEFINE_integer("batch_per_device", 256, "Per-device batch (accelerator).")
     app.run(main, flags_parser=configs.parse_flags)

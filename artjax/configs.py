@@ -77,6 +77,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 2  # latest N, plus the best by `best_metric`
     config.best_metric = "val_accuracy"
     config.prefetch_to_device = 2  # batches staged on the devices ahead of the step
+    config.profile_start_step = -1  # >= 0: jax.profiler trace of `profile_steps` steps into workdir/profile
+    config.profile_steps = 5
     config.data = data_config()
     config.model = model_config()
     config.optimizer = optimizer_config()

@@ -23,11 +23,6 @@ from artjax import input_pipeline as ip  # noqa: E402
 from artjax import preprocess as pp  # noqa: E402
 from artjax import synthetic  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
-_OUTDIR = flags.DEFINE_string("outdir", "checkpoints/eda", "Where the figures go.")
-_SAMPLES = flags.DEFINE_integer("samples_per_class", 6, "Images per class in the sample grids.")
-
-
 def _title(text: str, is_synthetic: bool) -> str:
     return f"{text}\n[{synthetic.BANNER}]" if is_synthetic else text
 
@@ -107,7 +102,8 @@ def write_figures(config, outdir: pathlib.Path, samples_per_class: int = 6) -> d
 
 def main(argv):
     del argv
-    summary = write_figures(_CONFIG.value, pathlib.Path(_OUTDIR.value), _SAMPLES.value)
+    F = flags.FLAGS
+    summary = write_figures(F.config, pathlib.Path(F.outdir), F.samples_per_class)
     if summary["synthetic"]:
         logging.warning(synthetic.BANNER)
     print(f"{'style':<24}{'train':>7}{'val':>6}{'test':>6}{'total':>7}")
@@ -118,9 +114,12 @@ def main(argv):
     for (style, artist), n in summary["artists"].items():
         print(f"{style:<24}{artist:<40}{n:>7}")
     print(f"\nduplicate groups (near-identical scans kept in one split): {summary['duplicate_groups']}")
-    print(f"figures in {_OUTDIR.value}")
+    print(f"figures in {F.outdir}")
 
 
 if __name__ == "__main__":
+    config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
+    flags.DEFINE_string("outdir", "checkpoints/eda", "Where the figures go.")
+    flags.DEFINE_integer("samples_per_class", 6, "Images per class in the sample grids.")
     flags.mark_flags_as_required(["config"])
     app.run(main, flags_parser=configs.parse_flags)

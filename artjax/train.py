@@ -151,6 +151,8 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
         epoch_start = time.perf_counter()
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
+            if step == config.profile_start_step:
+                jax.profiler.start_trace(str(workdir / "profile"))
             if step < start_step + 2:  # pmap compiles twice: the replicated and the stepped state differ in sharding
                 compile_start = time.perf_counter()
                 state, step_metrics = p_train_step(state, next(batches))
@@ -159,6 +161,9 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
             else:
                 state, step_metrics = p_train_step(state, next(batches))
             pending.append((step, step_metrics))
+            if config.profile_start_step >= 0 and step == config.profile_start_step + config.profile_steps - 1:
+                jax.block_until_ready(step_metrics)
+                jax.profiler.stop_trace()
             if (i + 1) % config.log_every_steps == 0 or i + 1 == steps_per_epoch:
                 for s, m in jax.device_get(pending):  # the only host sync of the hot loop
                     if m["nonfinite"][0]:

@@ -34,3 +34,16 @@ def test_pipeline_benchmark_runs(synthetic_root, tmp_path):
                "--config.batch_size=16", cwd=tmp_path)
     for row in ("decode+resize", "full, warm (cached)", "keras ImageDataGenerator"):
         assert row in out
+
+
+def test_accelerator_benchmark_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_path):
+    from artjax import bench
+    from tests.conftest import make_config
+
+    config = make_config(synthetic_root, tmp_path / "prepared")
+    config.model.name, config.model.stage_sizes, config.model.width = "resnet", (1, 1), 4
+    rows = bench.bench_accelerator(config, [32], ["bfloat16", "float32"], batch_per_device=2, n=1,
+                                   with_pipeline=True)
+    assert [(r["input"], r["dtype"]) for r in rows] == [
+        ("synthetic", "bfloat16"), ("tf.data", "bfloat16"), ("synthetic", "float32"), ("tf.data", "float32")]
+    assert all(r["images_per_second"] > 0 and r["step_ms"] > 0 for r in rows)

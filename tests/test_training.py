@@ -184,8 +184,10 @@ def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
     flags = ["--config", str(PROJECT_ROOT / "experiments/cnn.py:weighted,synthetic"),
              f"--config.data.root={synthetic_root}", f"--config.data.prepared_dir={tmp_path / 'prepared'}",
              "--config.data.image_size=48", "--config.num_epochs=1", "--config.batch_size=8"]
-    result = _cli("artjax.train", *flags, f"--workdir={tmp_path / 'run'}", cwd=tmp_path)
+    result = _cli("artjax.train", *flags, "--config.profile_start_step=2", "--config.profile_steps=2",
+                  f"--workdir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert any(p.is_file() for p in (tmp_path / "run" / "profile").rglob("*"))  # the jax.profiler trace
     assert "epoch 1: train_loss" in result.stdout + result.stderr
     assert (tmp_path / "run" / "tensorboard").is_dir()
     run = checkpointing.read_run(tmp_path / "run")
