@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 64
     config.num_epochs = 30
     config.class_weighted = False  # sklearn "balanced" weights from the training split
+    # True: weighted mean sum(w*ce)/sum(w) over the global batch. False: Keras's class_weight,
+    # sum(w*ce)/batch, whose scale jumps with the batch's minority count (it collapsed here: RESULTS.md).
+    config.normalize_class_weights = True
     config.label_smoothing = 0.0
     config.log_every_steps = 20  # host syncs (metrics, NaN check) only at these intervals
     config.checkpoint_every_epochs = 1

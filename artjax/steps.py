@@ -29,38 +29,48 @@ def unreplicate(tree):
 
 
 def weighted_cross_entropy(logits, labels, class_weights, label_smoothing: float):
-    """Per-example cross-entropy scaled by its class weight (Keras `class_weight` semantics)."""
+    """Per-example cross-entropy and its class weight."""
     targets = jax.nn.one_hot(labels, logits.shape[-1])
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
-    losses = optax.softmax_cross_entropy(logits, targets)
-    return losses * class_weights[labels]
+    return optax.softmax_cross_entropy(logits, targets), class_weights[labels]
 
 
 def _variables(state, params):
     return {"params": params, "batch_stats": state.batch_stats} if state.batch_stats else {"params": params}
 
 
-def train_step(state: TrainState, batch, *, class_weights, label_smoothing: float = 0.0):
-    """One optimizer step on this device's share of the global batch."""
+def train_step(state: TrainState, batch, *, class_weights, label_smoothing: float = 0.0,
+               normalize_weights: bool = True):
+    """One optimizer step on this device's share of the global batch.
+
+    The loss is a weighted mean over the *global* batch: sum(w * ce) / sum(w) with the sums taken over
+    all devices (`normalize_weights`, as torch's weighted cross-entropy), or sum(w * ce) / batch size
+    (Keras's `class_weight`; with large minority weights its scale jumps from batch to batch). With
+    unit weights both are the plain mean. Each device differentiates its share of that global sum and
+    the gradients are summed over AXIS, so any device count gives the same step.
+    """
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
+    labels = batch["label"]
+    local_denominator = jnp.sum(class_weights[labels]) if normalize_weights else jnp.float32(labels.shape[0])
+    denominator = jax.lax.psum(local_denominator, AXIS)
 
     def loss_fn(params):
         logits, updates = state.apply_fn(_variables(state, params), batch["image"], train=True,
                                          rngs={"dropout": rng}, mutable=["batch_stats"])
-        loss = weighted_cross_entropy(logits, batch["label"], class_weights, label_smoothing).mean()
-        return loss, (logits, updates)
+        losses, weights = weighted_cross_entropy(logits, labels, class_weights, label_smoothing)
+        return jnp.sum(losses * weights) / denominator, (logits, updates)
 
-    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.pmean(grads, AXIS)
-    loss = jax.lax.pmean(loss, AXIS)
+    (local_loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.psum(grads, AXIS)
+    loss = jax.lax.psum(local_loss, AXIS)
     finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     new_state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
     # A non-finite step leaves the state as it was; the loop stops at its next check.
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     metrics = {
         "loss": loss,
-        "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == batch["label"]), AXIS),
+        "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), AXIS),
         "nonfinite": jnp.logical_not(finite),
     }
     return new_state, metrics

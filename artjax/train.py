@@ -134,7 +134,8 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
     class_weights = jnp.asarray(data.class_weights if config.class_weighted else np.ones(len(data.classes)),
                                 jnp.float32)
     p_train_step = jax.pmap(
-        functools.partial(steps.train_step, class_weights=class_weights, label_smoothing=config.label_smoothing),
+        functools.partial(steps.train_step, class_weights=class_weights, label_smoothing=config.label_smoothing,
+                          normalize_weights=config.normalize_class_weights),
         axis_name=steps.AXIS, donate_argnums=(0,))
     p_eval_step = jax.pmap(steps.eval_step, axis_name=steps.AXIS)
     state = jax_utils.replicate(state)

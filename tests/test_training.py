@@ -199,3 +199,24 @@ def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
     assert result.returncode == 0 and str(image) in result.stdout, result.stderr[-3000:]
     result = _cli("artjax.train", *flags, "--config.optimizer.nme=sgd", f"--workdir={tmp_path / 'x'}", cwd=tmp_path)
     assert result.returncode != 0 and "optimizer.name" in result.stderr and "Valid keys" in result.stderr
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_class_weighted_loss_is_the_weighted_mean_or_keras_semantics(tmp_path, normalize):
+    import optax
+
+    config = tiny_config("", tmp_path, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.0})
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = train.create_train_state(config, model, steps_per_epoch=4)
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(8, 48, 48, 3)).astype(np.float32)
+    labels = np.array([0, 0, 0, 0, 0, 1, 2, 5], np.int32)
+    weights = jnp.array([0.3, 1.0, 2.0, 1.0, 1.0, 15.0])
+    p_step = jax.pmap(functools.partial(steps.train_step, class_weights=weights, normalize_weights=normalize),
+                      axis_name=steps.AXIS, devices=jax.devices()[:4])
+    _, metrics = p_step(jax_utils.replicate(state, jax.devices()[:4]),
+                        {"image": images.reshape(4, 2, 48, 48, 3), "label": labels.reshape(4, 2)})
+    ce = optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": state.params}, images), labels)
+    w = weights[labels]
+    expected = jnp.sum(w * ce) / (jnp.sum(w) if normalize else len(labels))
+    np.testing.assert_allclose(metrics["loss"][0], expected, rtol=1e-5)
