@@ -24,14 +24,19 @@ device's bf16 dense peak) and peak device memory. Sized to finish in a few minut
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
+from flax import jax_utils
 from ml_collections import config_flags
 
-from artjax import catalog, configs
+from artjax import catalog, configs, models, steps, train
 from artjax import input_pipeline as ip
 from artjax import preprocess as pp
 
@@ -94,44 +99,45 @@ def _time_steps(step, n) -> float:
     return (time.perf_counter() - start) / n
 
 
+def _train_step_and_state(config):
+    """artjax's pmap'd train step (unit class weights, donated state) and a fresh replicated state."""
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = jax_utils.replicate(train.create_train_state(config, model, steps_per_epoch=100))
+    p_step = jax.pmap(functools.partial(steps.train_step, class_weights=jnp.ones(6)), axis_name=steps.AXIS,
+                      donate_argnums=(0,))
+    return p_step, state
+
+
+def _step_seconds(p_step, state, next_batch, n: int):
+    """(seconds per step, the state after the timed steps) of `p_step` fed by `next_batch()`."""
+    holder = [state]
+
+    def step():
+        holder[0], metrics = p_step(holder[0], next_batch())
+        jax.block_until_ready(metrics)
+
+    return _time_steps(step, n), holder[0]
+
+
 def artjax_step_rate(name: str, batch: int, size: int, conv_impl: str, n: int) -> float:
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from flax import jax_utils
-
-    from artjax import configs as configs_lib
-    from artjax import models, steps, train
-
-    config = configs_lib.base_config()
+    config = configs.base_config()
     config.data.image_size = size
     config.model.conv_impl = conv_impl
     if name == "cnn":
         config.model.name = "cnn"
     else:
         config.model.name, config.model.depth, config.model.variant = "resnet", 50, "v1"
-    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
-    state = jax_utils.replicate(train.create_train_state(config, model, steps_per_epoch=100))
+    p_step, state = _train_step_and_state(config)
     devices = jax.local_device_count()
     rng = np.random.default_rng(0)
     data = {"image": rng.random((devices, batch // devices, size, size, 3), np.float32),
             "label": rng.integers(0, 6, (devices, batch // devices)).astype(np.int32)}
-    p_step = jax.pmap(functools.partial(steps.train_step, class_weights=jnp.ones(6)), axis_name=steps.AXIS,
-                      donate_argnums=(0,))
-    holder = [state]
-
-    def step():
-        holder[0], metrics = p_step(holder[0], data)
-        jax.block_until_ready(metrics)
-
-    return batch / _time_steps(step, n)
+    seconds, _ = _step_seconds(p_step, state, lambda: data, n)
+    return batch / seconds
 
 
 def keras_step_rate(name: str, batch: int, size: int, n: int) -> float:
-    import keras
-    import numpy as np
+    import keras  # only this benchmark needs Keras
 
     if name == "cnn":  # the study's Sequential model
         layers = [keras.Input((size, size, 3))]
@@ -168,28 +174,15 @@ def peak_flops(device) -> float | None:
 
 def bench_accelerator(config, sizes, dtypes, batch_per_device: int, n: int, with_pipeline: bool) -> list[dict]:
     """One row per (input, size, dtype): img/s, step ms, MFU, peak memory. `config.model` is timed."""
-    import functools
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from flax import jax_utils
-
-    from artjax import models, steps, train
-
     devices = jax.local_devices()
     peak = peak_flops(devices[0])
-    p_step = None
     rows = []
     data = ip.prepare_data(config.data, config.seed) if with_pipeline else None
     for size in sizes:
         for dtype in dtypes:
             config.data.image_size, config.model.dtype = size, dtype
             config.batch_size = batch_per_device * len(devices)
-            model = models.create_model(config.model, 6, axis_name=steps.AXIS)
-            state = jax_utils.replicate(train.create_train_state(config, model, steps_per_epoch=100))
-            p_step = jax.pmap(functools.partial(steps.train_step, class_weights=jnp.ones(6)),
-                              axis_name=steps.AXIS, donate_argnums=(0,))
+            p_step, state = _train_step_and_state(config)
             rng = np.random.default_rng(0)
             shard = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)),
                                                jax.sharding.PartitionSpec("d"))
@@ -204,13 +197,8 @@ def bench_accelerator(config, sizes, dtypes, batch_per_device: int, n: int, with
                 batches = jax_utils.prefetch_to_device(
                     ip.train_dataset(data, config, len(devices)).as_numpy_iterator(), 2)
                 sources.append(("tf.data", lambda: next(batches)))
-            holder = [state]
             for source, next_batch in sources:
-                def step():
-                    holder[0], metrics = p_step(holder[0], next_batch())
-                    jax.block_until_ready(metrics)
-
-                seconds = _time_steps(step, n)
+                seconds, state = _step_seconds(p_step, state, next_batch, n)
                 memory = (devices[0].memory_stats() or {}).get("peak_bytes_in_use")
                 rows.append(dict(
                     input=source, size=size, dtype=dtype, images_per_second=config.batch_size / seconds,
@@ -225,8 +213,6 @@ def main(argv):
         raise app.UsageError("usage: python -m artjax.bench pipeline|train|accelerator [--config ...]")
     F = flags.FLAGS
     if argv[1] == "accelerator":
-        import jax
-
         config = F.config or configs.load("experiments/resnet50_scratch.py")
         rows = bench_accelerator(config, [int(s) for s in F.sizes], F.dtypes, F.batch_per_device,
                                  F.steps, with_pipeline=F.config is not None)
@@ -240,8 +226,6 @@ def main(argv):
                   f"{r['step_ms']:>8.1f} ms/step  MFU {mfu}  peak memory {mem}")
         return
     if argv[1] == "train":
-        import jax
-
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
               f"x{jax.local_device_count()}; image size {F.image_size}, {F.steps} timed steps")
         rows = bench_train(F.models, F.image_size, F.steps)

@@ -184,12 +184,3 @@ def apply_augmentation(features: Features) -> Features:
 def make_augment(**augment_config) -> Op:
     """Sample and apply in one step, for single images (EDA figures, tests)."""
     return compose([make_sample_augmentation(**augment_config), apply_augmentation])
-
-
-def make_keep(keys: Sequence[str]) -> Op:
-    keys = tuple(keys)
-
-    def keep(features):
-        return {k: features[k] for k in keys}
-
-    return keep

@@ -2,8 +2,6 @@
 
 import logging
 
-import numpy as np
-import pytest
 from PIL import Image
 
 from artjax import best_artworks, catalog, input_pipeline as ip, synthetic

@@ -14,7 +14,6 @@ from flax import jax_utils
 from sklearn import metrics as skm
 
 from artjax import checkpointing, evaluate, models, steps, train
-from artjax import input_pipeline as ip
 from artjax.predict import Predictor
 from tests.conftest import PROJECT_ROOT, make_config
 
