@@ -17,7 +17,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
@@ -25,18 +24,18 @@ from flax import jax_utils  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
-from artjax import catalog, checkpointing, models, steps, synthetic  # noqa: E402
+from artjax import catalog, checkpointing, configs, models, steps, synthetic  # noqa: E402
 from artjax import input_pipeline as ip  # noqa: E402
 from artjax import train  # noqa: E402
 
 def load_run(workdir, checkpoint: str = "best"):
     """(config, run record, state, step) of a workdir's checkpoint; state is unreplicated."""
     run = checkpointing.read_run(workdir)
-    config = ml_collections.ConfigDict(run["config"])
+    config = configs.from_record(run["config"])
     model = models.create_model(config.model, len(run["classes"]), axis_name=steps.AXIS)
     ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
     step = ckpt.resolve(checkpoint)
-    like = train.create_train_state(config, model, steps_per_epoch=1)
+    like = train.create_train_state(config, model, steps_per_epoch=1)  # structure only: init is not loaded
     state = ckpt.restore(step, like)
     ckpt.close()
     return config, run, state, step
@@ -116,8 +115,8 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
             f"{workdir}: data now gives classes {list(data.classes)}, the checkpoint has {run['classes']}")
     num_devices = jax.local_device_count()
     p_eval_step = jax.pmap(steps.eval_step, axis_name=steps.AXIS)
-    step_metrics, found = train.evaluate_split(p_eval_step, jax_utils.replicate(state), data, split, config,
-                                               num_devices)
+    batches = ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator()
+    step_metrics, found = train.evaluate_split(p_eval_step, jax_utils.replicate(state), batches, split)
     predictions = found["logits"].argmax(-1)
     classes = run["classes"]
     report = classification_report(found["labels"], predictions, classes)

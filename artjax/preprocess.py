@@ -20,10 +20,11 @@ import tensorflow as tf
 Features = dict
 Op = Callable[[Features], Features]
 
-NORMALIZATIONS = ("unit", "imagenet", "caffe", "standardize")
+NORMALIZATIONS = ("unit", "imagenet", "caffe", "lite", "standardize")
 IMAGENET_MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications.imagenet_utils, mode="caffe"
+LITE_MEAN, LITE_STD = 127.0, 128.0  # TF's efficientnet/lite builder (MEAN_RGB, STDDEV_RGB)
 
 
 def compose(ops: Sequence[Op]) -> Op:
@@ -67,6 +68,8 @@ def make_normalize(mode: str) -> Op:
             image = (image - IMAGENET_MEAN_RGB) / IMAGENET_STD_RGB
         elif mode == "caffe":
             image = image[..., ::-1] - CAFFE_MEAN_BGR
+        elif mode == "lite":
+            image = (image - LITE_MEAN) / LITE_STD
         else:
             image = tf.image.per_image_standardization(image)
         return {**features, "image": image}

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from flax import traverse_util
 from flax.training import train_state
 
 AXIS = "batch"
@@ -41,7 +42,7 @@ def _variables(state, params):
 
 
 def train_step(state: TrainState, batch, *, class_weights, label_smoothing: float = 0.0,
-               normalize_weights: bool = True):
+               normalize_weights: bool = True, trainable: frozenset | None = None):
     """One optimizer step on this device's share of the global batch.
 
     The loss is a weighted mean over the *global* batch: sum(w * ce) / sum(w) with the sums taken over
@@ -49,20 +50,30 @@ def train_step(state: TrainState, batch, *, class_weights, label_smoothing: floa
     (Keras's `class_weight`; with large minority weights its scale jumps from batch to batch). With
     unit weights both are the plain mean. Each device differentiates its share of that global sum and
     the gradients are summed over AXIS, so any device count gives the same step.
+
+    `trainable`: flattened parameter keys to differentiate (None: all). The others are constants of the
+    loss, so neither their gradients nor the backward pass below the lowest trainable layer are
+    computed; they get zero gradients (and, from the optimizer, no update).
     """
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
     labels = batch["label"]
     local_denominator = jnp.sum(class_weights[labels]) if normalize_weights else jnp.float32(labels.shape[0])
     denominator = jax.lax.psum(local_denominator, AXIS)
 
-    def loss_fn(params):
+    flat_params = traverse_util.flatten_dict(state.params)
+    differentiated = {k: v for k, v in flat_params.items() if trainable is None or k in trainable}
+
+    def loss_fn(diff_params):
+        params = traverse_util.unflatten_dict({**flat_params, **diff_params})
         logits, updates = state.apply_fn(_variables(state, params), batch["image"], train=True,
                                          rngs={"dropout": rng}, mutable=["batch_stats"])
         losses, weights = weighted_cross_entropy(logits, labels, class_weights, label_smoothing)
         return jnp.sum(losses * weights) / denominator, (logits, updates)
 
-    (local_loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.psum(grads, AXIS)
+    (local_loss, (logits, updates)), diff_grads = jax.value_and_grad(loss_fn, has_aux=True)(differentiated)
+    diff_grads = jax.lax.psum(diff_grads, AXIS)
+    grads = traverse_util.unflatten_dict({k: diff_grads[k] if k in diff_grads else jnp.zeros_like(v)
+                                          for k, v in flat_params.items()})
     loss = jax.lax.psum(local_loss, AXIS)
     finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     new_state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))

@@ -21,7 +21,7 @@ from flax import jax_utils
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from artjax import checkpointing, configs, models, optim, steps
+from artjax import checkpointing, configs, models, steps, transfer
 from artjax import input_pipeline as ip
 
 class NonFiniteLossError(FloatingPointError):
@@ -53,11 +53,28 @@ def run_record(config, data: ip.PreparedData) -> dict:
     )
 
 
-def create_train_state(config, model, steps_per_epoch: int) -> steps.TrainState:
+def model_plan(config, model) -> transfer.Plan:
+    """Which layers of `model` train and which BatchNorm layers stay in inference mode (config.freeze)."""
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(
+        (1, config.data.image_size, config.data.image_size, 3))))
+    return transfer.plan(config.freeze, transfer.layer_paths(model, config.data.image_size),
+                         transfer.norm_paths(shapes))
+
+
+def build_model(config, num_classes: int, axis_name: str | None = steps.AXIS):
+    """(model, plan): the configured module with its frozen BatchNorm layers, and the freeze plan."""
+    the_plan = model_plan(config, models.create_model(config.model, num_classes, axis_name))
+    return models.create_model(config.model, num_classes, axis_name, the_plan.frozen_norms), the_plan
+
+
+def create_train_state(config, model, steps_per_epoch: int, *, classes=None) -> steps.TrainState:
+    """A fresh state; with `classes` given, `config.init.checkpoint`'s weights are loaded into it."""
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     shape = (1, config.data.image_size, config.data.image_size, 3)
     variables = jax.jit(functools.partial(model.init, train=False))(init_key, jnp.zeros(shape, jnp.float32))
-    tx = optim.create_optimizer(config.optimizer, steps_per_epoch, config.num_epochs)
+    if classes is not None and config.init.checkpoint:
+        variables = transfer.load_initial_variables(config.init, variables, config.model, config.data, classes)
+    tx = transfer.create_optimizer(config, model_plan(config, model), variables["params"], steps_per_epoch)
     return steps.TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                                    batch_stats=variables.get("batch_stats", {}), rng=train_key)
 
@@ -69,11 +86,11 @@ def parameter_overview(params) -> str:
     return "\n".join(lines + [f"{'total':<{width}} {sum(c for _, c in rows):>12,}"])
 
 
-def evaluate_split(p_eval_step, state, data, split, config, num_devices) -> tuple[dict, dict]:
-    """Metrics of one pass over a split (from the step's on-device sums), and the labels, logits and
-    filenames of its real (unpadded) images."""
+def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]:
+    """Metrics of one pass over a split's padded batches (from the step's on-device sums), and the
+    labels, logits and filenames of its real (unpadded) images."""
     sums, found = {"loss": 0.0, "correct": 0.0, "count": 0.0}, {"labels": [], "logits": [], "filenames": []}
-    for batch in ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator():
+    for batch in batches:
         filenames = batch.pop("filename").reshape(-1)
         batch_logits, batch_sums = p_eval_step(state, batch)
         sums = {k: sums[k] + float(batch_sums[k][0]) for k in sums}
@@ -119,12 +136,15 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
     if data.synthetic:
         logging.warning("training on the embedded SYNTHETIC set: results say nothing about paintings")
 
-    model = models.create_model(config.model, len(data.classes), axis_name=steps.AXIS)
+    model, the_plan = build_model(config, len(data.classes))
     steps_per_epoch = data.num_examples("train") // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {data.num_examples('train')} training images")
-    state = create_train_state(config, model, steps_per_epoch)
+    state = create_train_state(config, model, steps_per_epoch, classes=data.classes)
     report(f"parameters:\n{parameter_overview(state.params)}")
+    if the_plan.trainable != tuple(transfer.layer_paths(model, config.data.image_size)):
+        report(f"trainable layers ({config.freeze.trainable}): {len(the_plan.trainable)}, from "
+               f"{the_plan.trainable[0]!r}; BatchNorm in inference mode: {len(the_plan.frozen_norms)} layers")
     ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(ckpt.latest_step(), state)
@@ -133,13 +153,32 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
 
     class_weights = jnp.asarray(data.class_weights if config.class_weighted else np.ones(len(data.classes)),
                                 jnp.float32)
+    trainable = transfer.trainable_keys(state.params, the_plan)
     p_train_step = jax.pmap(
         functools.partial(steps.train_step, class_weights=class_weights, label_smoothing=config.label_smoothing,
-                          normalize_weights=config.normalize_class_weights),
+                          normalize_weights=config.normalize_class_weights,
+                          trainable=None if len(trainable) == len(jax.tree.leaves(state.params)) else trainable),
         axis_name=steps.AXIS, donate_argnums=(0,))
     p_eval_step = jax.pmap(steps.eval_step, axis_name=steps.AXIS)
+    if transfer.uses_cached_features(config, the_plan):
+        # Frozen backbone, no augmentation: each image's features once, then the head trains on them.
+        features_start = time.perf_counter()
+        p_features = jax.pmap(functools.partial(model.apply, train=False, return_features=True))
+        variables = jax_utils.replicate({"params": state.params, "batch_stats": state.batch_stats})
+        features = {split: transfer.compute_features(
+            p_features, variables, ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator())
+            for split in ("train", "val")}
+        report(f"backbone features of {sum(len(f['label']) for f in features.values())} images: "
+               f"{time.perf_counter() - features_start:.1f}s")
+        state = state.replace(apply_fn=transfer.features_apply(model))
+        batches = transfer.feature_train_batches(features["train"], config, num_devices, start_step,
+                                                 data.counts["train"])
+        val_batches = lambda: transfer.feature_eval_batches(features["val"], config, num_devices,
+                                                            data.num_examples("val"))
+    else:
+        batches = ip.train_dataset(data, config, num_devices, start_step=start_step).as_numpy_iterator()
+        val_batches = lambda: ip.eval_dataset(data, "val", config, num_devices).as_numpy_iterator()
     state = jax_utils.replicate(state)
-    batches = ip.train_dataset(data, config, num_devices, start_step=start_step).as_numpy_iterator()
     if config.prefetch_to_device:
         batches = jax_utils.prefetch_to_device(batches, config.prefetch_to_device)
 
@@ -180,7 +219,7 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
                 pending = []
         bar.close()
         epoch_time = time.perf_counter() - epoch_start
-        val_metrics, _ = evaluate_split(p_eval_step, state, data, "val", config, num_devices)
+        val_metrics, _ = evaluate_split(p_eval_step, state, val_batches(), "val")
         metrics = {"epoch": epoch + 1, "train_loss": train_sums["loss"] / seen,
                    "train_accuracy": train_sums["accuracy"] / seen, **val_metrics,
                    "epoch_seconds": epoch_time, "train_images_per_second": seen * config.batch_size / epoch_time}

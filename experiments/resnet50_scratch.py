@@ -16,6 +16,7 @@ def get_config(arg: str | None = None):
     config.model.name = "resnet"
     config.model.depth = 50
     config.model.variant = "v1.5"
+    config.model.dropout_rate = 0.0
     config.batch_size = 16  # the study's
     config.eval_batch_size = 32
     config.optimizer.name = "adam"

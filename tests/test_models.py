@@ -24,6 +24,27 @@ def test_patches_conv_equals_xla_conv_and_its_gradients(k, stride, pad, cin, cou
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 2), (5, 1)])
+def test_patches_depthwise_conv_equals_xla_and_its_gradients(k, stride):
+    rng = np.random.default_rng(k + stride)
+    x = jnp.asarray(rng.normal(size=(2, 13, 12, 6)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(k, k, 1, 6)), jnp.float32)
+    padding = [models.same_padding(13, k, stride), models.same_padding(12, k, stride)]
+    fwd = {impl: models.depthwise_conv2d(x, kernel, stride, padding, impl) for impl in ("xla", "patches")}
+    np.testing.assert_allclose(fwd["patches"], fwd["xla"], rtol=1e-5, atol=1e-5)
+    cotangent = jnp.asarray(rng.normal(size=fwd["xla"].shape), jnp.float32)
+    grads = {impl: jax.grad(lambda a, b: jnp.sum(models.depthwise_conv2d(a, b, stride, padding, impl) * cotangent),
+                            argnums=(0, 1))(x, kernel) for impl in ("xla", "patches")}
+    for a, b in zip(grads["patches"], grads["xla"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_same_padding_is_tensorflows():
+    assert models.same_padding(224, 3, 2) == (0, 1)  # the extra pixel goes after
+    assert models.same_padding(56, 5, 2) == (1, 2)
+    assert models.same_padding(14, 5, 1) == (2, 2)
+
+
 @pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 2, 1)])
 def test_patches_max_pool_equals_xla(window, stride, pad):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 11, 10, 3)), jnp.float32)
@@ -34,10 +55,24 @@ def test_patches_max_pool_equals_xla(window, stride, pad):
     np.testing.assert_allclose(grads["patches"], grads["xla"], rtol=1e-6)
 
 
+class TwoMBConv(models.nn.Module):
+    """EfficientNet-Lite's blocks (expansion, 'same'-padded depthwise at stride 2 and 1, projection,
+    residual) at a size whose gradient compiles quickly; the full model is checked against PyTorch."""
+    impl: str
+
+    @models.nn.compact
+    def __call__(self, x):
+        norm = models.batch_norm_factory(False, (), 0.99, 1e-3, jnp.float32, None)
+        x = models.MBConv(5, 2, 6, 3, 8, 0.0, norm, jnp.float32, self.impl, name="block1")(x, False)
+        x = models.MBConv(3, 1, 6, 8, 8, 0.0, norm, jnp.float32, self.impl, name="block2")(x, False)
+        return jnp.mean(x, axis=(1, 2))
+
+
 @pytest.mark.parametrize("make", [
     lambda impl: models.BaselineCNN(4, dropout_rate=0.0, conv_impl=impl),
     lambda impl: models.ResNet(4, stage_sizes=(1, 1), width=4, variant="v1", conv_impl=impl),
     lambda impl: models.ResNet(4, stage_sizes=(1, 1), width=4, variant="v1.5", conv_impl=impl),
+    lambda impl: TwoMBConv(impl),
 ])
 def test_models_give_the_same_logits_and_gradients_with_either_conv(make):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 48, 48, 3)), jnp.float32)
