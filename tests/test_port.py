@@ -66,7 +66,10 @@ def test_torchvision_resnet50_parity_from_pth_and_safetensors(torchvision_files)
 def keras_resnet50():
     import keras
     keras.utils.set_random_seed(0)
-    model = keras.applications.ResNet50(weights=None, input_shape=(96, 96, 3), classifier_activation=None)
+    try:
+        model = keras.applications.ResNet50(weights=None, input_shape=(96, 96, 3), classifier_activation=None)
+    finally:
+        tf.random.set_seed(None)  # Keras set TF's global seed, which tf.data shuffles in later tests mix in
     rng = np.random.default_rng(2)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -272,5 +275,5 @@ def test_cli_ports_each_source_and_trains_from_it(source, experiment, torchvisio
                "--config.num_epochs=1", "--config.batch_size=8", "--config.eval_batch_size=8",
                f"--workdir={tmp_path / 'run'}", cwd=tmp_path)
     assert "epoch 1: train_loss" in log
-    assert ("backbone features of" in log) == (source == "torchvision")
+    assert ("backbone features of" in log) == (source != "efficientnet_lite")  # frozen runs cache features
     assert checkpointing.read_run(tmp_path / "run")["config"]["init"]["checkpoint"] == str(tmp_path / "port")
