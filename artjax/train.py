@@ -140,13 +140,15 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
     steps_per_epoch = data.num_examples("train") // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {data.num_examples('train')} training images")
-    state = create_train_state(config, model, steps_per_epoch, classes=data.classes)
+    ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
+    resuming = ckpt.latest_step() is not None
+    # A resumed run restores everything from its own checkpoint: init.checkpoint is not read again.
+    state = create_train_state(config, model, steps_per_epoch, classes=None if resuming else data.classes)
     report(f"parameters:\n{parameter_overview(state.params)}")
     if the_plan.trainable != tuple(transfer.layer_paths(model, config.data.image_size)):
         report(f"trainable layers ({config.freeze.trainable}): {len(the_plan.trainable)}, from "
                f"{the_plan.trainable[0]!r}; BatchNorm in inference mode: {len(the_plan.frozen_norms)} layers")
-    ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
-    if ckpt.latest_step() is not None:
+    if resuming:
         state = ckpt.restore(ckpt.latest_step(), state)
         report(f"resumed from step {int(state.step)} in {workdir}")
     start_step = int(state.step)

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -160,8 +161,14 @@ def test_frozen_run_on_cached_features_starts_from_the_port_and_evaluates_on_ima
     config = config_with(tmp_path, synthetic_root, **{
         "init.checkpoint": str(path), "data.normalization": "imagenet", "freeze.trainable": "head",
         "freeze.batch_norm": "frozen", "model.dropout_rate": 0.0})
+    train.train_and_evaluate(config, tmp_path / "interrupted", stop_after_epoch=1)
     train.train_and_evaluate(config, tmp_path / "run")
+    shutil.rmtree(path)  # a resumed run needs only its workdir
+    train.train_and_evaluate(config, tmp_path / "interrupted")
+    _, _, resumed, _ = evaluate.load_run(tmp_path / "interrupted", "latest")
     _, run, state, step = evaluate.load_run(tmp_path / "run", "latest")
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(state.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # resumed == uninterrupted
     for key, value in traverse_util.flatten_dict(ported["params"]).items():
         if key[0] != "head":
             np.testing.assert_array_equal(traverse_util.flatten_dict(state.params)[key], value)
