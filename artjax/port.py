@@ -296,6 +296,10 @@ def port_weights(source: str, weights, *, depth: int = 50, lite_version: int = 0
     keras.Model. The head keeps the source's class count (1000 for ImageNet)."""
     if source not in SOURCES:
         raise ValueError(f"source {source!r} is not one of {SOURCES}")
+    if source != "efficientnet_lite" and depth not in models.RESNET_DEPTHS:
+        raise ValueError(f"--depth {depth} is not one of {tuple(models.RESNET_DEPTHS)}")
+    if source == "efficientnet_lite" and lite_version not in models.LITE_VERSIONS:
+        raise ValueError(f"--lite_version {lite_version} is not one of {tuple(models.LITE_VERSIONS)}")
     mc = model_config_for(source, depth, lite_version)
     if source == "keras":
         if isinstance(weights, (str, pathlib.Path)):

@@ -212,6 +212,10 @@ def test_truncated_and_non_weight_files_are_refused(tmp_path):
         port.port_weights("torchvision", tmp_path / "train_state.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         port.port_weights("torchvision", tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"--depth 34 is not one of \(50, 101, 152\)"):
+        port.port_weights("torchvision", tmp_path / "missing.pth", depth=34)
+    with pytest.raises(ValueError, match="--lite_version 7"):
+        port.port_weights("efficientnet_lite", tmp_path / "missing.pth", lite_version=7)
 
 
 class _Payload:
