@@ -100,9 +100,10 @@ class Checkpoints:
                                                         run=ocp.args.JsonSave(run)),
                           metrics={k: float(v) for k, v in metrics.items()})
 
-    def restore(self, step: int, like):
-        """Restores the state saved at `step` into the structure (and shardings) of `like`."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    def restore(self, step: int, like=None):
+        """Restores the state saved at `step` into the structure (and shardings) of `like`, or as a plain
+        tree of arrays without it (to take weights from another run)."""
+        abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self.manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))

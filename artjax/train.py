@@ -55,10 +55,7 @@ def run_record(config, data: ip.PreparedData) -> dict:
 
 def model_plan(config, model) -> transfer.Plan:
     """Which layers of `model` train and which BatchNorm layers stay in inference mode (config.freeze)."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(
-        (1, config.data.image_size, config.data.image_size, 3))))
-    return transfer.plan(config.freeze, transfer.layer_paths(model, config.data.image_size),
-                         transfer.norm_paths(shapes))
+    return transfer.plan(config.freeze, *transfer.layer_paths(model, config.data.image_size))
 
 
 def build_model(config, num_classes: int, axis_name: str | None = steps.AXIS):
@@ -67,14 +64,16 @@ def build_model(config, num_classes: int, axis_name: str | None = steps.AXIS):
     return models.create_model(config.model, num_classes, axis_name, the_plan.frozen_norms), the_plan
 
 
-def create_train_state(config, model, steps_per_epoch: int, *, classes=None) -> steps.TrainState:
-    """A fresh state; with `classes` given, `config.init.checkpoint`'s weights are loaded into it."""
+def create_train_state(config, model, steps_per_epoch: int, *, classes=None,
+                       plan: transfer.Plan | None = None) -> steps.TrainState:
+    """A fresh state; with `classes` given, `config.init.checkpoint`'s weights are loaded into it.
+    `plan` (from build_model) is derived from the config when not given."""
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     shape = (1, config.data.image_size, config.data.image_size, 3)
     variables = jax.jit(functools.partial(model.init, train=False))(init_key, jnp.zeros(shape, jnp.float32))
     if classes is not None and config.init.checkpoint:
         variables = transfer.load_initial_variables(config.init, variables, config.model, config.data, classes)
-    tx = transfer.create_optimizer(config, model_plan(config, model), variables["params"], steps_per_epoch)
+    tx = transfer.create_optimizer(config, plan or model_plan(config, model), variables["params"], steps_per_epoch)
     return steps.TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                                    batch_stats=variables.get("batch_stats", {}), rng=train_key)
 
@@ -143,9 +142,10 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
     ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
     resuming = ckpt.latest_step() is not None
     # A resumed run restores everything from its own checkpoint: init.checkpoint is not read again.
-    state = create_train_state(config, model, steps_per_epoch, classes=None if resuming else data.classes)
+    state = create_train_state(config, model, steps_per_epoch, classes=None if resuming else data.classes,
+                               plan=the_plan)
     report(f"parameters:\n{parameter_overview(state.params)}")
-    if the_plan.trainable != tuple(transfer.layer_paths(model, config.data.image_size)):
+    if config.freeze.trainable != "all":
         report(f"trainable layers ({config.freeze.trainable}): {len(the_plan.trainable)}, from "
                f"{the_plan.trainable[0]!r}; BatchNorm in inference mode: {len(the_plan.frozen_norms)} layers")
     if resuming:

@@ -44,8 +44,9 @@ class WeightsMismatchError(ValueError):
 
 # --- which layers train -----------------------------------------------------------------------------------
 
-def layer_paths(model: nn.Module, image_size: int) -> list[str]:
-    """Paths ("stage1_block1/conv1") of the modules that own parameters, in forward order."""
+def layer_paths(model: nn.Module, image_size: int) -> tuple[list[str], set[str]]:
+    """Paths ("stage1_block1/conv1") of the modules that own parameters, in forward order, and those of
+    the BatchNorm layers among them (from one abstract trace of `model.init`)."""
     order = []
 
     def record(next_fun, args, kwargs, context):
@@ -60,7 +61,8 @@ def layer_paths(model: nn.Module, image_size: int) -> list[str]:
     for path in order:
         if path in owners and path not in seen:
             seen.append(path)
-    return seen
+    norms = {"/".join(k[:-1]) for k in traverse_util.flatten_dict(variables.get("batch_stats", {}))}
+    return seen, norms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,10 +107,6 @@ def plan(freeze_config, paths: list[str], norm_paths: set[str]) -> Plan:
     keep_training = set(trainable) if freeze_config.batch_norm == "trainable" else set()
     frozen_norms = tuple(sorted(p for p in norm_paths if p not in keep_training))
     return Plan(trainable, frozen_norms, frozen_backbone=trainable == (HEAD,))
-
-
-def norm_paths(variables) -> set[str]:
-    return {"/".join(k[:-1]) for k in traverse_util.flatten_dict(variables.get("batch_stats", {}))}
 
 
 def trainable_keys(params, the_plan: Plan) -> frozenset:
@@ -173,8 +171,7 @@ def load_initial_variables(init_config, fresh: dict, model_config, data_config, 
             raise WeightsMismatchError(f"{path} was trained on classes {run['classes']}, this config has {list(classes)}")
         ckpt = checkpointing.Checkpoints(path, run["config"]["keep_checkpoints"], run["config"]["best_metric"])
         step = ckpt.resolve(init_config.workdir_checkpoint)
-        restored = ckpt.manager.restore(step, args=checkpointing.ocp.args.Composite(
-            state=checkpointing.ocp.args.StandardRestore()))["state"]
+        restored = ckpt.restore(step)
         ckpt.close()
         loaded = {"params": restored["params"]}
         if restored.get("batch_stats"):

@@ -14,11 +14,15 @@ def test_patches_conv_equals_xla_conv_and_its_gradients(k, stride, pad, cin, cou
     rng = np.random.default_rng(k * 10 + stride)
     x = jnp.asarray(rng.normal(size=(2, 13, 12, cin)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
-    padding = [(pad, pad)] * 2
-    fwd = {impl: models.conv2d(x, kernel, stride, padding, impl) for impl in ("xla", "patches")}
+    assert_impls_agree(models.conv2d, x, kernel, stride, [(pad, pad)] * 2, rng)
+
+
+def assert_impls_agree(op, x, kernel, stride, padding, rng):
+    """`op`'s "patches" and "xla" implementations: equal outputs and input/kernel gradients."""
+    fwd = {impl: op(x, kernel, stride, padding, impl) for impl in ("xla", "patches")}
     np.testing.assert_allclose(fwd["patches"], fwd["xla"], rtol=1e-5, atol=1e-5)
     cotangent = jnp.asarray(rng.normal(size=fwd["xla"].shape), jnp.float32)
-    grads = {impl: jax.grad(lambda a, b: jnp.sum(models.conv2d(a, b, stride, padding, impl) * cotangent),
+    grads = {impl: jax.grad(lambda a, b: jnp.sum(op(a, b, stride, padding, impl) * cotangent),
                             argnums=(0, 1))(x, kernel) for impl in ("xla", "patches")}
     for a, b in zip(grads["patches"], grads["xla"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -30,13 +34,7 @@ def test_patches_depthwise_conv_equals_xla_and_its_gradients(k, stride):
     x = jnp.asarray(rng.normal(size=(2, 13, 12, 6)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(k, k, 1, 6)), jnp.float32)
     padding = [models.same_padding(13, k, stride), models.same_padding(12, k, stride)]
-    fwd = {impl: models.depthwise_conv2d(x, kernel, stride, padding, impl) for impl in ("xla", "patches")}
-    np.testing.assert_allclose(fwd["patches"], fwd["xla"], rtol=1e-5, atol=1e-5)
-    cotangent = jnp.asarray(rng.normal(size=fwd["xla"].shape), jnp.float32)
-    grads = {impl: jax.grad(lambda a, b: jnp.sum(models.depthwise_conv2d(a, b, stride, padding, impl) * cotangent),
-                            argnums=(0, 1))(x, kernel) for impl in ("xla", "patches")}
-    for a, b in zip(grads["patches"], grads["xla"]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert_impls_agree(models.depthwise_conv2d, x, kernel, stride, padding, rng)
 
 
 def test_same_padding_is_tensorflows():

@@ -46,7 +46,7 @@ def test_last_fraction_counts_layers_with_parameters_from_the_top(tmp_path):
 
 def test_lite0_fine_tuning_unfreezes_its_last_three_blocks_and_top():
     model = models.EfficientNetLite(6)
-    paths = transfer.layer_paths(model, 64)
+    paths, _ = transfer.layer_paths(model, 64)
     assert len(paths) == 99  # stem 2 + block1 4 + 15 blocks x 6 + top 2 = 98 backbone layers, + head
     cfg = __import__("ml_collections").ConfigDict(dict(trainable="last_fraction", fraction=0.2, modules="",
                                                        batch_norm="frozen"))
