@@ -8,11 +8,11 @@ pipeline: images/s, in one run on the same training files, of
   full, warm     the same pipeline once its cache is filled (every later epoch)
   keras IDG      Keras's ImageDataGenerator.flow_from_dataframe with the same augmentation
 
-  python -m artjax.bench train [--image_size 200] [--steps 5]
+  python -m artjax.bench train [--image_size 200] [--steps 10] [--rounds 1] [--models cnn,resnet50]
 
-train: train-step images/s (after two warm-up steps) on synthetic batches for the CNN (batch 32) and ResNet50 (batch 16, the
+train: train-step images/s (median step time after two warm-up steps) on synthetic batches for the CNN (batch 32) and ResNet50 (batch 16, the
 Keras v1 layout), artjax's pmap'd step with each convolution implementation and Keras (TF backend) with
-the same architectures and Adam, in one run.
+the same architectures and Adam, in one run, each measurement in a fresh process (--rounds alternates them).
 
   python -m artjax.bench accelerator [--config experiments/resnet50_scratch.py --config.data.root=...]
 
@@ -24,7 +24,9 @@ device's bf16 dense peak) and peak device memory. Sized to finish in a few minut
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import multiprocessing
 import os
 import platform
 import time
@@ -36,7 +38,7 @@ from absl import app, flags
 from flax import jax_utils
 from ml_collections import config_flags
 
-from artjax import catalog, configs, models, steps, train
+from artjax import catalog, configs, host_memory, models, steps, train
 from artjax import input_pipeline as ip
 from artjax import preprocess as pp
 
@@ -89,14 +91,17 @@ def bench_pipeline(config, n: int) -> dict:
 
 
 def _time_steps(step, n) -> float:
-    """Seconds per step over `n` steps after two warm-up steps; `step()` blocks. (pmap compiles twice:
-    the replicated input state and the step's output state carry different shardings.)"""
+    """Median seconds per step over `n` steps after two warm-up steps; `step()` blocks. (pmap compiles
+    twice: the replicated input state and the step's output state carry different shardings.) The
+    median, because on a shared 2-core VM single steps now and then run 10-20% slow."""
     step()
     step()
-    start = time.perf_counter()
+    seconds = []
     for _ in range(n):
+        start = time.perf_counter()
         step()
-    return (time.perf_counter() - start) / n
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
 
 
 def _train_step_and_state(config):
@@ -119,7 +124,8 @@ def _step_seconds(p_step, state, next_batch, n: int):
     return _time_steps(step, n), holder[0]
 
 
-def artjax_step_rate(name: str, batch: int, size: int, conv_impl: str, n: int) -> float:
+def artjax_train_step(name: str, batch: int, size: int, conv_impl: str):
+    """A blocking call of artjax's pmap'd train step on one fixed synthetic batch."""
     config = configs.base_config()
     config.data.image_size = size
     config.model.conv_impl = conv_impl
@@ -132,11 +138,17 @@ def artjax_step_rate(name: str, batch: int, size: int, conv_impl: str, n: int) -
     rng = np.random.default_rng(0)
     data = {"image": rng.random((devices, batch // devices, size, size, 3), np.float32),
             "label": rng.integers(0, 6, (devices, batch // devices)).astype(np.int32)}
-    seconds, _ = _step_seconds(p_step, state, lambda: data, n)
-    return batch / seconds
+    holder = [state]
+
+    def step():
+        holder[0], metrics = p_step(holder[0], data)
+        jax.block_until_ready(metrics)
+
+    return step
 
 
-def keras_step_rate(name: str, batch: int, size: int, n: int) -> float:
+def keras_train_step(name: str, batch: int, size: int):
+    """A blocking Keras `train_on_batch` of the same architecture on one fixed synthetic batch."""
     import keras  # only this benchmark needs Keras
 
     if name == "cnn":  # the study's Sequential model
@@ -149,21 +161,42 @@ def keras_step_rate(name: str, batch: int, size: int, n: int) -> float:
     else:
         model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=6,
                                             classifier_activation=None)
+    # jit_compile=False: TensorFlow's own (oneDNN) kernels, the study's stack; XLA would give Keras the
+    # same slow CPU convolution backward pass as artjax's conv_impl=xla.
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     rng = np.random.default_rng(0)
     x = rng.random((batch, size, size, 3), np.float32)
     y = rng.integers(0, 6, batch)
-    return batch / _time_steps(lambda: model.train_on_batch(x, y), n)
+    return lambda: model.train_on_batch(x, y)
 
 
-def bench_train(models, size: int, n: int) -> list[tuple[str, str, float]]:
+def _measure_in_this_process(keep: str, framework: str, name: str, batch: int, size: int, impl: str, n: int) -> float:
+    os.environ["ARTJAX_KEEP_FREED_MEMORY"] = keep
+    host_memory.keep_freed_memory()  # before JAX or TensorFlow start threads in this process
+    step = keras_train_step(name, batch, size) if framework == "keras" else artjax_train_step(name, batch, size, impl)
+    return batch / _time_steps(step, n)
+
+
+def bench_train(models, size: int, n: int, rounds: int) -> list[tuple[str, str, float]]:
+    """Images/s (median step) of Keras and each artjax conv_impl, every measurement in a fresh process:
+    in one process TensorFlow's and XLA's idle thread pools slow each other down (artjax measured 0.77x
+    Keras interleaved with it, ~1x alone). This shared VM's speed drifts by 10-30% over minutes, so
+    `rounds` > 1 alternates the implementations round by round and reports each one's median."""
+    keep = os.environ.get("ARTJAX_KEEP_FREED_MEMORY", "1")
+    context = multiprocessing.get_context("spawn")
     rows = []
     for name in models:
         batch = {"cnn": 32, "resnet50": 16}[name]
-        rows.append((name, "keras (TF backend)", keras_step_rate(name, batch, size, n)))
-        for impl in ("xla", "patches"):
-            rows.append((name, f"artjax pmap, conv_impl={impl}", artjax_step_rate(name, batch, size, impl, n)))
+        candidates = [("keras (TF backend)", "keras", "")] + [
+            (f"artjax pmap, conv_impl={impl}", "artjax", impl) for impl in ("xla", "patches")]
+        rates = {who: [] for who, _, _ in candidates}
+        for _ in range(rounds):
+            for who, framework, impl in candidates:
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                    rates[who].append(pool.submit(_measure_in_this_process, keep, framework, name, batch, size,
+                                                  impl, n).result())
+        rows += [(name, who, float(np.median(r))) for who, r in rates.items()]
     return rows
 
 
@@ -211,6 +244,7 @@ def bench_accelerator(config, sizes, dtypes, batch_per_device: int, n: int, with
 def main(argv):
     if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator"):
         raise app.UsageError("usage: python -m artjax.bench pipeline|train|accelerator [--config ...]")
+    kept = host_memory.keep_freed_memory()  # before JAX and TensorFlow start their threads
     F = flags.FLAGS
     if argv[1] == "accelerator":
         config = F.config or configs.load("experiments/resnet50_scratch.py")
@@ -227,8 +261,10 @@ def main(argv):
         return
     if argv[1] == "train":
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, JAX backend {jax.default_backend()} "
-              f"x{jax.local_device_count()}; image size {F.image_size}, {F.steps} timed steps")
-        rows = bench_train(F.models, F.image_size, F.steps)
+              f"x{jax.local_device_count()}; image size {F.image_size}, median of {F.steps} timed steps, "
+              f"median of {F.rounds} round(s); "
+              f"freed host memory kept (both frameworks): {kept}")
+        rows = bench_train(F.models, F.image_size, F.steps, F.rounds)
         keras_rate = {name: rate for name, who, rate in rows if who.startswith("keras")}
         for name, who, rate in rows:
             print(f"{name:<9}{who:<32}{rate:>8.2f} img/s  ({rate / keras_rate[name]:4.2f}x Keras)")
@@ -249,8 +285,9 @@ if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
     flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
     flags.DEFINE_integer("image_size", 200, "Image size (train).")
-    flags.DEFINE_integer("steps", 5, "Timed steps per measurement, after two warm-up steps (train, accelerator).")
+    flags.DEFINE_integer("steps", 10, "Timed steps per measurement (median), after two warm-up steps (train, accelerator).")
     flags.DEFINE_list("models", ["cnn", "resnet50"], "Models to time (train).")
+    flags.DEFINE_integer("rounds", 1, "Rounds of measurements, each in a fresh process; medians reported (train).")
     flags.DEFINE_list("sizes", ["224", "200"], "Image sizes (accelerator).")
     flags.DEFINE_list("dtypes", ["bfloat16", "float32"], "Compute dtypes (accelerator).")
     flags.DEFINE_integer("batch_per_device", 256, "Per-device batch (accelerator).")

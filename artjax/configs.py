@@ -39,7 +39,7 @@ def model_config() -> ml_collections.ConfigDict:
     m = ml_collections.ConfigDict()
     m.name = "cnn"  # cnn | resnet | efficientnet_lite
     m.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
-    m.conv_impl = "auto"  # auto (patches on CPU, xla elsewhere) | xla | patches
+    m.conv_impl = "auto"  # auto (patches on CPU, xla elsewhere) | xla | patches (models.py)
     m.dropout_rate = 0.4  # before the classifier (cnn: before its dense layers)
     m.depth = 50  # resnet: 50 | 101 | 152 ...
     m.stage_sizes = ()  # ... or explicit blocks per stage (tiny test models)

@@ -24,7 +24,7 @@ from flax import jax_utils  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
-from artjax import catalog, checkpointing, configs, models, steps, synthetic  # noqa: E402
+from artjax import catalog, checkpointing, configs, host_memory, models, steps, synthetic  # noqa: E402
 from artjax import input_pipeline as ip  # noqa: E402
 from artjax import train  # noqa: E402
 
@@ -143,6 +143,7 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    host_memory.keep_freed_memory()  # before JAX starts its CPU threads
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     args = flags.FLAGS

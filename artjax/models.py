@@ -6,9 +6,12 @@ explicit everywhere (Flax's 'SAME' pads stride-2 convolutions asymmetrically; bo
 pad symmetrically). Parameters stay float32; `dtype` sets the compute dtype (e.g. bfloat16).
 
 Convolutions and max-pooling have two implementations with the same parameters (`conv_impl`):
-"xla" (lax.conv_general_dilated / reduce_window) and "patches" (strided slices + one matmul; a max over
-strided slices), whose gradients are matmuls, pads and selects. XLA's CPU convolution and pooling
-backward passes are slow, so "auto" takes "patches" on CPU and "xla" on GPU/TPU (BENCHMARKS.md).
+"xla" (lax.conv_general_dilated / reduce_window) and "patches", for XLA's CPU backend, whose kernel
+gradient (conv) and select-and-scatter (pool) are slow: a convolution is strided patches + one matmul,
+its kernel gradient one matmul with the saved patches and its input gradient XLA's transposed
+convolution (fast on CPU); max-pooling is a max over strided views whose gradient is a fused select.
+Depthwise convolutions under "patches" are sums of shifted views. "auto" takes "patches" on CPU and
+"xla" on GPU/TPU (BENCHMARKS.md).
 
 The ImageNet backbones (ResNet, EfficientNet-Lite) share what transfer learning needs:
 - `sow("intermediates", ...)` after the stem and every stage, so parity tests can point at the stage
@@ -23,6 +26,7 @@ The ImageNet backbones (ResNet, EfficientNet-Lite) share what transfer learning 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -32,6 +36,7 @@ import jax.numpy as jnp
 
 MODEL_NAMES = ("cnn", "resnet", "efficientnet_lite")
 CONV_IMPLS = ("auto", "xla", "patches")
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def resolve_conv_impl(impl: str) -> str:
@@ -50,23 +55,64 @@ def _strided_windows(x, kh, kw, stride):
             for i in range(kh) for j in range(kw)]
 
 
+def _patches(x, kh, kw, stride, padding):
+    """(N, Ho, Wo, kh*kw*C) patches of NHWC `x`, in the (i, j, c) order of a flattened HWIO kernel."""
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    if kh == kw == 1:
+        return x[:, ::stride, ::stride, :]
+    views = _strided_windows(x, kh, kw, stride)
+    # stack + reshape: XLA's CPU code for it runs ~2x faster than for a 9-way concatenate
+    return jnp.stack(views, axis=-2).reshape(*views[0].shape[:3], -1)
+
+
+def _xla_conv(x, kernel, stride, padding):
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_DIMENSIONS)
+
+
+def _conv_input_grad(dy, kernel, stride, padding, x_shape):
+    """The input gradient of `_xla_conv`: XLA's CPU backend runs this convolution of dy with the flipped
+    kernel about as fast as a forward convolution (unlike its kernel gradient)."""
+    conv = lambda x: _xla_conv(x, kernel, stride, padding)
+    return jax.linear_transpose(conv, jax.ShapeDtypeStruct(x_shape, dy.dtype))(dy)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_patches(x, kernel, stride, padding):
+    return _conv_patches_fwd(x, kernel, stride, padding)[0]
+
+
+def _conv_patches_fwd(x, kernel, stride, padding):
+    kh, kw, cin, cout = kernel.shape
+    patches = _patches(x, kh, kw, stride, padding)
+    y = jnp.einsum("nhwk,ko->nhwo", patches, kernel.reshape(kh * kw * cin, cout))
+    return y, (patches, kernel, x.shape)
+
+
+def _conv_patches_bwd(stride, padding, residuals, dy):
+    # The kernel gradient reuses the forward pass's patches (one matmul); the input gradient is XLA's
+    # convolution, ~2x faster than multiplying dy into patch space and scattering it back.
+    patches, kernel, x_shape = residuals
+    dkernel = patches.reshape(-1, patches.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # fastest layout here
+    dkernel = dkernel.reshape(kernel.shape)
+    return _conv_input_grad(dy, kernel, stride, padding, x_shape), dkernel
+
+
+_conv_patches.defvjp(_conv_patches_fwd, _conv_patches_bwd)
+
+
 def conv2d(x, kernel, stride: int, padding, impl: str):
     """NHWC x HWIO convolution with explicit ((top, bottom), (left, right)) padding."""
+    padding = tuple(tuple(p) for p in padding)
     if impl == "xla":
-        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    kh, kw, cin, cout = kernel.shape
-    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    patches = jnp.concatenate(_strided_windows(x, kh, kw, stride), axis=-1)  # (i, j, c) order = HWIO
-    return jnp.einsum("nhwk,ko->nhwo", patches, kernel.reshape(kh * kw * cin, cout))
+        return _xla_conv(x, kernel, stride, padding)
+    return _conv_patches(x, kernel, stride, padding)
 
 
 def depthwise_conv2d(x, kernel, stride: int, padding, impl: str):
     """NHWC depthwise convolution; kernel (kh, kw, 1, C) as Flax's grouped nn.Conv stores it."""
     if impl == "xla":
         return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            feature_group_count=x.shape[-1])
+                                            dimension_numbers=_DIMENSIONS, feature_group_count=x.shape[-1])
     kh, kw = kernel.shape[:2]
     views = _strided_windows(jnp.pad(x, ((0, 0), *padding, (0, 0))), kh, kw, stride)
     out = views[0] * kernel[0, 0, 0]
@@ -81,21 +127,48 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _pool_views(x, window: int, stride: int, padding: int):
+    """The window*window strided views of NHWC `x` (padded with -inf) whose elementwise max is the pool."""
+    if window == stride and not padding:  # non-overlapping windows: views of one reshape
+        n, h, w, c = x.shape
+        ho, wo = h // stride, w // stride
+        blocks = x[:, :ho * stride, :wo * stride].reshape(n, ho, stride, wo, stride, c)
+        return [blocks[:, :, i, :, j, :] for i in range(stride) for j in range(stride)]
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=-jnp.inf)
+    return _strided_windows(x, window, window, stride)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_select_grad(x, window, stride, padding):
+    return functools.reduce(jnp.maximum, _pool_views(x, window, stride, padding))
+
+
+def _max_pool_select_grad_fwd(x, window, stride, padding):
+    y = _max_pool_select_grad(x, window, stride, padding)
+    return y, (x, y)
+
+
+def _max_pool_select_grad_bwd(window, stride, padding, residuals, dy):
+    # Each window's gradient goes to its first maximum, as XLA's select-and-scatter does, but as
+    # elementwise selects that XLA fuses into one pass (its CPU select-and-scatter is ~8x slower).
+    x, y = residuals
+    views, scatter = jax.vjp(lambda x: _pool_views(x, window, stride, padding), x)
+    taken = jnp.zeros(y.shape, bool)
+    grads = []
+    for v in views:
+        first = (v == y) & ~taken
+        grads.append(jnp.where(first, dy, jnp.zeros_like(dy)))
+        taken = taken | first
+    return scatter(grads)
+
+
+_max_pool_select_grad.defvjp(_max_pool_select_grad_fwd, _max_pool_select_grad_bwd)
+
+
 def max_pool(x, window: int, stride: int, padding: int, impl: str):
     if impl == "xla":
         return nn.max_pool(x, (window, window), (stride, stride), [(padding, padding)] * 2)
-    if window == stride and not padding:  # non-overlapping windows: one reshape, one reduction
-        n, h, w, c = x.shape
-        ho, wo = h // stride, w // stride
-        x = x[:, :ho * stride, :wo * stride].reshape(n, ho, stride, wo, stride, c)
-        return x.max(axis=(2, 4))
-    if padding:
-        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=-jnp.inf)
-    views = _strided_windows(x, window, window, stride)
-    out = views[0]
-    for v in views[1:]:
-        out = jnp.maximum(out, v)
-    return out
+    return _max_pool_select_grad(x, window, stride, padding)
 
 
 class Conv(nn.Module):
@@ -148,7 +221,7 @@ class BaselineCNN(nn.Module):
                 raise ValueError(f"BaselineCNN: input {x.shape[1:3]} is too small for {len(self.filters)} "
                                  "conv+pool stages; use a larger data.image_size (at least 46)")
             x = Conv(f, 3, dtype=self.dtype, impl=self.conv_impl, name=f"conv{i + 1}")(x)
-            x = max_pool(nn.relu(x), 2, 2, 0, self.conv_impl)
+            x = nn.relu(max_pool(x, 2, 2, 0, self.conv_impl))  # = pool(relu(x)), on 4x fewer values
         x = x.reshape(x.shape[0], -1)
         x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(x)
         x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(x))

@@ -21,7 +21,7 @@ from flax import jax_utils
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from artjax import checkpointing, configs, models, steps, transfer
+from artjax import checkpointing, configs, host_memory, models, steps, transfer
 from artjax import input_pipeline as ip
 
 class NonFiniteLossError(FloatingPointError):
@@ -242,6 +242,7 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    host_memory.keep_freed_memory()  # before JAX starts its CPU threads
     tf.config.set_visible_devices([], "GPU")
     if flags.FLAGS.distributed:  # several processes (SLURM, TPU pods, JAX_COORDINATOR_ADDRESS, ...)
         jax.distributed.initialize()

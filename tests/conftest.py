@@ -1,4 +1,5 @@
-"""Shared fixtures. Four fake CPU devices for every test (set before JAX is imported).
+"""Shared fixtures. Four fake CPU devices for every test (set before JAX is imported); freed host
+memory kept in the process (artjax.host_memory), as the entry points do.
 
 Real paintings come from $ARTJAX_REAL_DATA (default: ../shared/data/best_artworks from the project
 root). Without them, tests that need them skip, except under CI=true, where that is a failure.
@@ -11,6 +12,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+
+from artjax import host_memory  # noqa: E402
+
+host_memory.keep_freed_memory()  # as the entry points do: ~30% off every CPU train step
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REAL_DATA = pathlib.Path(

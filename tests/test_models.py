@@ -43,14 +43,29 @@ def test_same_padding_is_tensorflows():
     assert models.same_padding(14, 5, 1) == (2, 2)
 
 
-@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 2, 1)])
-def test_patches_max_pool_equals_xla(window, stride, pad):
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 11, 10, 3)), jnp.float32)
+@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_patches_max_pool_equals_xla_including_ties(window, stride, pad):
+    """Equal outputs and gradients; after a ReLU many windows tie at 0 (and rounding makes ties
+    elsewhere): both send a window's gradient to its first maximum only."""
+    x = np.random.default_rng(0).normal(size=(2, 11, 10, 3)).astype(np.float32)
+    x = jnp.asarray(np.maximum(np.round(x, 1), 0))
     fwd = {impl: models.max_pool(x, window, stride, pad, impl) for impl in ("xla", "patches")}
     np.testing.assert_array_equal(fwd["patches"], fwd["xla"])
-    grads = {impl: jax.grad(lambda a: jnp.sum(models.max_pool(a, window, stride, pad, impl) ** 2))(x)
+    cotangent = jnp.asarray(np.random.default_rng(1).normal(size=fwd["xla"].shape), jnp.float32)
+    grads = {impl: jax.grad(lambda a: jnp.sum(models.max_pool(a, window, stride, pad, impl) * cotangent))(x)
              for impl in ("xla", "patches")}
-    np.testing.assert_allclose(grads["patches"], grads["xla"], rtol=1e-6)
+    np.testing.assert_array_equal(grads["patches"], grads["xla"])
+
+
+def test_patches_conv_in_bfloat16_matches_xla_within_bfloat16_rounding():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 12, 12, 8)), jnp.bfloat16)
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 8, 16)) / 8, jnp.bfloat16)
+    grads = {impl: jax.grad(lambda a, b: jnp.sum(models.conv2d(a, b, 1, [(1, 1)] * 2, impl).astype(jnp.float32) ** 2),
+                            argnums=(0, 1))(x, kernel) for impl in ("xla", "patches")}
+    for a, b in zip(grads["patches"], grads["xla"]):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=0.05, atol=0.5)
 
 
 class TwoMBConv(models.nn.Module):
