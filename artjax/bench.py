@@ -113,14 +113,20 @@ def _train_step_and_state(config):
     return p_step, state
 
 
-def _step_seconds(p_step, state, next_batch, n: int):
-    """(seconds per step, the state after the timed steps) of `p_step` fed by `next_batch()`."""
+def _blocking_step(p_step, state, next_batch):
+    """(step, holder): `step()` runs `p_step` on `next_batch()` and blocks; holder[0] is the latest state."""
     holder = [state]
 
     def step():
         holder[0], metrics = p_step(holder[0], next_batch())
         jax.block_until_ready(metrics)
 
+    return step, holder
+
+
+def _step_seconds(p_step, state, next_batch, n: int):
+    """(seconds per step, the state after the timed steps) of `p_step` fed by `next_batch()`."""
+    step, holder = _blocking_step(p_step, state, next_batch)
     return _time_steps(step, n), holder[0]
 
 
@@ -138,13 +144,7 @@ def artjax_train_step(name: str, batch: int, size: int, conv_impl: str):
     rng = np.random.default_rng(0)
     data = {"image": rng.random((devices, batch // devices, size, size, 3), np.float32),
             "label": rng.integers(0, 6, (devices, batch // devices)).astype(np.int32)}
-    holder = [state]
-
-    def step():
-        holder[0], metrics = p_step(holder[0], data)
-        jax.block_until_ready(metrics)
-
-    return step
+    return _blocking_step(p_step, state, lambda: data)[0]
 
 
 def keras_train_step(name: str, batch: int, size: int):
