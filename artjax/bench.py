@@ -24,6 +24,11 @@ device's bf16 dense peak) and peak device memory. Sized to finish in a few minut
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artjax.host_memory)
+    from artjax import host_memory
+
+    host_memory.keep_freed_memory()
+
 import concurrent.futures
 import functools
 import multiprocessing
@@ -171,9 +176,8 @@ def keras_train_step(name: str, batch: int, size: int):
     return lambda: model.train_on_batch(x, y)
 
 
-def _measure_in_this_process(keep: str, framework: str, name: str, batch: int, size: int, impl: str, n: int) -> float:
-    os.environ["ARTJAX_KEEP_FREED_MEMORY"] = keep
-    host_memory.keep_freed_memory()  # before JAX or TensorFlow start threads in this process
+def _measure_in_this_process(framework: str, name: str, batch: int, size: int, impl: str, n: int) -> float:
+    # The spawned process inherits the parent's malloc settings as GLIBC_TUNABLES (artjax.host_memory).
     step = keras_train_step(name, batch, size) if framework == "keras" else artjax_train_step(name, batch, size, impl)
     return batch / _time_steps(step, n)
 
@@ -183,7 +187,6 @@ def bench_train(models, size: int, n: int, rounds: int) -> list[tuple[str, str, 
     in one process TensorFlow's and XLA's idle thread pools slow each other down (artjax measured 0.77x
     Keras interleaved with it, ~1x alone). This shared VM's speed drifts by 10-30% over minutes, so
     `rounds` > 1 alternates the implementations round by round and reports each one's median."""
-    keep = os.environ.get("ARTJAX_KEEP_FREED_MEMORY", "1")
     context = multiprocessing.get_context("spawn")
     rows = []
     for name in models:
@@ -194,7 +197,7 @@ def bench_train(models, size: int, n: int, rounds: int) -> list[tuple[str, str, 
         for _ in range(rounds):
             for who, framework, impl in candidates:
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-                    rates[who].append(pool.submit(_measure_in_this_process, keep, framework, name, batch, size,
+                    rates[who].append(pool.submit(_measure_in_this_process, framework, name, batch, size,
                                                   impl, n).result())
         rows += [(name, who, float(np.median(r))) for who, r in rates.items()]
     return rows
@@ -244,7 +247,7 @@ def bench_accelerator(config, sizes, dtypes, batch_per_device: int, n: int, with
 def main(argv):
     if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator"):
         raise app.UsageError("usage: python -m artjax.bench pipeline|train|accelerator [--config ...]")
-    kept = host_memory.keep_freed_memory()  # before JAX and TensorFlow start their threads
+    kept = host_memory.keep_freed_memory()  # applied at import when run as a script; reports it
     F = flags.FLAGS
     if argv[1] == "accelerator":
         config = F.config or configs.load("experiments/resnet50_scratch.py")

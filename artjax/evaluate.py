@@ -9,6 +9,11 @@ misclassified images — the study's figures.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artjax.host_memory)
+    from artjax import host_memory
+
+    host_memory.keep_freed_memory()
+
 import json
 import pathlib
 
@@ -143,7 +148,6 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.keep_freed_memory()  # before JAX starts its CPU threads
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
     args = flags.FLAGS

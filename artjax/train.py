@@ -7,6 +7,11 @@ resumes from the latest checkpoint of `workdir` automatically.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artjax.host_memory)
+    from artjax import host_memory
+
+    host_memory.keep_freed_memory()
+
 import functools
 import json
 import pathlib
@@ -242,7 +247,6 @@ def train_and_evaluate(config, workdir, *, stop_after_epoch: int | None = None) 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host_memory.keep_freed_memory()  # before JAX starts its CPU threads
     tf.config.set_visible_devices([], "GPU")
     if flags.FLAGS.distributed:  # several processes (SLURM, TPU pods, JAX_COORDINATOR_ADDRESS, ...)
         jax.distributed.initialize()
