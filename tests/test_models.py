@@ -8,13 +8,19 @@ import pytest
 from artjax import models
 
 
+# Stride-1 input gradients of 1x1 or non-widening layers take the flipped-kernel patches path; widening
+# layers, padding over k - 1 and strides take XLA's transposed convolution. Cover 1x1, even kernels,
+# asymmetric ("SAME"-style) padding and every fallback.
 @pytest.mark.parametrize("k,stride,pad,cin,cout", [(3, 1, 0, 3, 8), (3, 2, 1, 4, 6), (1, 2, 0, 5, 7),
-                                                   (7, 2, 3, 3, 4), (3, 1, 1, 6, 6)])
+                                                   (7, 2, 3, 3, 4), (3, 1, 1, 6, 6), (1, 1, 0, 5, 7),
+                                                   (2, 1, (0, 1), 4, 3), (3, 1, (1, 2), 5, 4), (3, 1, 1, 3, 4),
+                                                   (1, 1, 1, 3, 4)])
 def test_patches_conv_equals_xla_conv_and_its_gradients(k, stride, pad, cin, cout):
     rng = np.random.default_rng(k * 10 + stride)
     x = jnp.asarray(rng.normal(size=(2, 13, 12, cin)), jnp.float32)
     kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)), jnp.float32)
-    assert_impls_agree(models.conv2d, x, kernel, stride, [(pad, pad)] * 2, rng)
+    pad = pad if isinstance(pad, tuple) else (pad, pad)
+    assert_impls_agree(models.conv2d, x, kernel, stride, [pad, pad[::-1]], rng)
 
 
 def assert_impls_agree(op, x, kernel, stride, padding, rng):
