@@ -29,7 +29,7 @@ from flax import jax_utils  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
-from artjax import catalog, checkpointing, configs, host_memory, models, steps, synthetic  # noqa: E402
+from artjax import catalog, checkpointing, configs, models, steps, synthetic  # noqa: E402
 from artjax import input_pipeline as ip  # noqa: E402
 from artjax import train  # noqa: E402
 

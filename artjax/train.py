@@ -26,7 +26,7 @@ from flax import jax_utils
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from artjax import checkpointing, configs, host_memory, models, steps, transfer
+from artjax import checkpointing, configs, models, steps, transfer
 from artjax import input_pipeline as ip
 
 class NonFiniteLossError(FloatingPointError):
