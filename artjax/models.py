@@ -101,8 +101,8 @@ def _conv_patches_fwd(x, kernel, stride, padding):
 
 def _conv_patches_bwd(stride, padding, residuals, dy):
     # The kernel gradient reuses the forward pass's patches (one matmul); the input gradient is a
-    # convolution too (gathering patches of dy: ~2x faster than multiplying dy into patch space and
-    # scattering it back).
+    # convolution of dy (`_conv_input_grad`), ~2x faster than multiplying dy into patch space and
+    # scattering it back.
     patches, kernel, x_shape = residuals
     dkernel = patches.reshape(-1, patches.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])  # fastest layout here
     dkernel = dkernel.reshape(kernel.shape)
