@@ -7,9 +7,10 @@ pad symmetrically). Parameters stay float32; `dtype` sets the compute dtype (e.g
 
 Convolutions and max-pooling have two implementations with the same parameters (`conv_impl`):
 "xla" (lax.conv_general_dilated / reduce_window) and "patches", for XLA's CPU backend, whose kernel
-gradient (conv) and select-and-scatter (pool) are slow: a convolution is strided patches + one matmul,
-its kernel gradient one matmul with the saved patches and its input gradient XLA's transposed
-convolution (fast on CPU); max-pooling is a max over strided views whose gradient is a fused select.
+gradient (conv) and select-and-scatter (pool) are slow: a convolution is one gather of patches + one
+matmul, its kernel gradient one matmul with the saved patches and its input gradient either the same
+patches + matmul on dy or XLA's transposed convolution (`_conv_input_grad` says which, and why);
+max-pooling is XLA's reduce_window, whose gradient is a fused select of each window's first maximum.
 Depthwise convolutions under "patches" are sums of shifted views. "auto" takes "patches" on CPU and
 "xla" on GPU/TPU (BENCHMARKS.md).
 
@@ -33,6 +34,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 MODEL_NAMES = ("cnn", "resnet", "efficientnet_lite")
 CONV_IMPLS = ("auto", "xla", "patches")
@@ -60,9 +62,14 @@ def _patches(x, kh, kw, stride, padding):
     x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
     if kh == kw == 1:
         return x[:, ::stride, ::stride, :]
-    views = _strided_windows(x, kh, kw, stride)
-    # stack + reshape: XLA's CPU code for it runs ~2x faster than for a 9-way concatenate
-    return jnp.stack(views, axis=-2).reshape(*views[0].shape[:3], -1)
+    n, h, w, c = x.shape
+    ho, wo = (h - kh) // stride + 1, (w - kw) // stride + 1
+    # One gather with constant indices: XLA's CPU code writes it in one pass, ~3x (C=32) to ~6x (C=3)
+    # faster than stacking kh*kw strided views, which it materializes one by one and then copies.
+    rows = np.arange(ho)[:, None] * stride + np.arange(kh)  # (Ho, kh)
+    cols = np.arange(wo)[:, None] * stride + np.arange(kw)  # (Wo, kw)
+    patches = x.at[:, rows[:, None, :, None], cols[None, :, None, :], :].get(mode="promise_in_bounds")
+    return patches.reshape(n, ho, wo, kh * kw * c)
 
 
 def _xla_conv(x, kernel, stride, padding):
@@ -73,10 +80,10 @@ def _conv_input_grad(dy, kernel, stride, padding, x_shape):
     """The input gradient of a convolution. At stride 1 it is itself a stride-1 convolution of dy with
     the spatially flipped, in/out-transposed kernel ("full" padding), which can run as patches + one
     matmul like the forward pass: for 1x1 layers that is one matmul, and for ResNet50's 3x3 layers
-    (as many output as input channels) it beat XLA's transposed convolution (5.5 vs 5.1 img/s). Where
-    a layer widens (more output channels), dy's patches are larger than the forward's and XLA's
-    transposed convolution measured faster (the CNN: 33-35 vs 27-31 img/s), so it is used there and
-    for strided layers."""
+    (as many output as input channels) it beat XLA's transposed convolution with stacked patches (5.5
+    vs 5.1 img/s) and ties with gathered ones (5.29 vs 5.25). Where a layer widens (more output
+    channels), dy's patches are larger than the forward's and XLA's transposed convolution measured
+    faster (the CNN: 37-40 vs 29 img/s), so it is used there and for strided layers."""
     kh, kw, cin, cout = kernel.shape
     full_padding = tuple((k - 1 - lo, k - 1 - hi) for k, (lo, hi) in zip((kh, kw), padding))
     if stride == 1 and (kh * kw == 1 or cout <= cin) and min(min(p) for p in full_padding) >= 0:
@@ -141,11 +148,6 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 def _pool_views(x, window: int, stride: int, padding: int):
     """The window*window strided views of NHWC `x` (padded with -inf) whose elementwise max is the pool."""
-    if window == stride and not padding:  # non-overlapping windows: views of one reshape
-        n, h, w, c = x.shape
-        ho, wo = h // stride, w // stride
-        blocks = x[:, :ho * stride, :wo * stride].reshape(n, ho, stride, wo, stride, c)
-        return [blocks[:, :, i, :, j, :] for i in range(stride) for j in range(stride)]
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)), constant_values=-jnp.inf)
     return _strided_windows(x, window, window, stride)
 
@@ -164,9 +166,11 @@ def _max_pool_select_grad_fwd(x, window, stride, padding):
 
 
 def _max_pool_select_grad_bwd(window, stride, padding, residuals, dy):
-    # Each window's gradient goes to its first maximum, as XLA's select-and-scatter does, but as
-    # elementwise selects that XLA fuses into one pass (its CPU select-and-scatter is ~8x slower).
+    # Each window's gradient goes to its first maximum (row-major order), as XLA's select-and-scatter
+    # does, but as elementwise selects that XLA fuses (its CPU select-and-scatter is ~8x slower).
     x, y = residuals
+    if window == stride and not padding:
+        return (_tiled_max_pool_grad(x, y, dy, window),)
     views, scatter = jax.vjp(lambda x: _pool_views(x, window, stride, padding), x)
     taken = jnp.zeros(y.shape, bool)
     grads = []
@@ -175,6 +179,21 @@ def _max_pool_select_grad_bwd(window, stride, padding, residuals, dy):
         grads.append(jnp.where(first, dy, jnp.zeros_like(dy)))
         taken = taken | first
     return scatter(grads)
+
+
+def _tiled_max_pool_grad(x, y, dy, k):
+    """The first-maximum gradient of a k x k, stride-k pool (no padding) in two fused passes: the index
+    of each window's first maximum at the pooled size, then one select over x's shape. (Scattering
+    k*k views back, as for overlapping windows, took XLA several passes over x's shape.)"""
+    n, h, w, c = x.shape
+    ho, wo = y.shape[1:3]
+    blocks = x[:, :ho * k, :wo * k].reshape(n, ho, k, wo, k, c)
+    first = jnp.full(y.shape, k * k, jnp.int8)
+    for t in reversed(range(k * k)):
+        first = jnp.where(blocks[:, :, t // k, :, t % k, :] == y, jnp.int8(t), first)
+    position = (np.arange(k)[:, None] * k + np.arange(k)).astype(np.int8)[None, None, :, None, :, None]
+    grad = jnp.where(position == first[:, :, None, :, None, :], dy[:, :, None, :, None, :], jnp.zeros((), dy.dtype))
+    return jnp.pad(grad.reshape(n, ho * k, wo * k, c), ((0, 0), (0, h - ho * k), (0, w - wo * k), (0, 0)))
 
 
 _max_pool_select_grad.defvjp(_max_pool_select_grad_fwd, _max_pool_select_grad_bwd)

@@ -49,7 +49,7 @@ def test_same_padding_is_tensorflows():
     assert models.same_padding(14, 5, 1) == (2, 2)
 
 
-@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 3, 0), (3, 2, 1), (3, 1, 1)])
 def test_patches_max_pool_equals_xla_including_ties(window, stride, pad):
     """Equal outputs and gradients; after a ReLU many windows tie at 0 (and rounding makes ties
     elsewhere): both send a window's gradient to its first maximum only."""
