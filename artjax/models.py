@@ -188,10 +188,11 @@ def _tiled_max_pool_grad(x, y, dy, k):
     n, h, w, c = x.shape
     ho, wo = y.shape[1:3]
     blocks = x[:, :ho * k, :wo * k].reshape(n, ho, k, wo, k, c)
-    first = jnp.full(y.shape, k * k, jnp.int8)
+    index_dtype = np.int8 if k * k < 128 else np.int32  # the index array is a quarter of x's size or less
+    first = jnp.full(y.shape, k * k, index_dtype)
     for t in reversed(range(k * k)):
-        first = jnp.where(blocks[:, :, t // k, :, t % k, :] == y, jnp.int8(t), first)
-    position = (np.arange(k)[:, None] * k + np.arange(k)).astype(np.int8)[None, None, :, None, :, None]
+        first = jnp.where(blocks[:, :, t // k, :, t % k, :] == y, index_dtype(t), first)
+    position = (np.arange(k)[:, None] * k + np.arange(k)).astype(index_dtype)[None, None, :, None, :, None]
     grad = jnp.where(position == first[:, :, None, :, None, :], dy[:, :, None, :, None, :], jnp.zeros((), dy.dtype))
     return jnp.pad(grad.reshape(n, ho * k, wo * k, c), ((0, 0), (0, h - ho * k), (0, w - wo * k), (0, 0)))
 

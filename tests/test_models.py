@@ -49,11 +49,13 @@ def test_same_padding_is_tensorflows():
     assert models.same_padding(14, 5, 1) == (2, 2)
 
 
-@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 3, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize("window,stride,pad", [(2, 2, 0), (3, 3, 0), (12, 12, 0), (3, 2, 1), (3, 1, 1)])
 def test_patches_max_pool_equals_xla_including_ties(window, stride, pad):
     """Equal outputs and gradients; after a ReLU many windows tie at 0 (and rounding makes ties
-    elsewhere): both send a window's gradient to its first maximum only."""
-    x = np.random.default_rng(0).normal(size=(2, 11, 10, 3)).astype(np.float32)
+    elsewhere): both send a window's gradient to its first maximum only. Odd sizes leave rows and
+    columns outside every window; a 12x12 window has more positions than an int8 index holds."""
+    size = max(11, 2 * window + 1)
+    x = np.random.default_rng(0).normal(size=(2, size, size - 1, 3)).astype(np.float32)
     x = jnp.asarray(np.maximum(np.round(x, 1), 0))
     fwd = {impl: models.max_pool(x, window, stride, pad, impl) for impl in ("xla", "patches")}
     np.testing.assert_array_equal(fwd["patches"], fwd["xla"])
