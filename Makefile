@@ -11,10 +11,15 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[port,test]'
 	touch $@
 
-.PHONY: demo test
+.PHONY: demo test lint
 demo: $(BIN)/.installed
 	$(BIN)/python -m artjax.train --config experiments/cnn.py:synthetic --workdir checkpoints/demo
 	$(BIN)/python -m artjax.evaluate --workdir checkpoints/demo --split test
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# ruff's lint and format check (pyproject.toml [tool.ruff]); CI runs it before the tests.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

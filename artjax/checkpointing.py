@@ -1,4 +1,5 @@
-"""Orbax checkpoints in a run's workdir, and the run record that makes evaluation need only the workdir.
+"""Orbax checkpoints in a run's workdir, and the run record that makes evaluation need only the
+workdir.
 
 workdir/
   run.json          config, class names, normalization, model spec, data summary (written at start)
@@ -41,10 +42,13 @@ def write_run(workdir, run: dict) -> None:
         old = json.loads(path.read_text())
         diffs = [k for k in IDENTITY_KEYS if old.get(k) != run.get(k)]
         if diffs:
-            detail = "; ".join(f"{k}: checkpoint {old.get(k)!r} vs config {run.get(k)!r}" for k in diffs)
+            detail = "; ".join(
+                f"{k}: checkpoint {old.get(k)!r} vs config {run.get(k)!r}" for k in diffs
+            )
             raise CheckpointMismatchError(
                 f"{workdir} holds a run that does not match this config ({detail}). "
-                "Use another --workdir; nothing was overwritten.")
+                "Use another --workdir; nothing was overwritten."
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run, indent=2, default=str))
 
@@ -62,13 +66,18 @@ class Checkpoints:
     def __init__(self, workdir, keep: int = 2, best_metric: str = "val_accuracy"):
         self.workdir = pathlib.Path(workdir).absolute()
         self.best_metric = best_metric
-        policy = checkpoint_managers.AnyPreservationPolicy([
-            checkpoint_managers.LatestN(keep),
-            checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),  # keeps the highest
-        ])
+        policy = checkpoint_managers.AnyPreservationPolicy(
+            [
+                checkpoint_managers.LatestN(keep),
+                # keeps the highest
+                checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
+            ]
+        )
         self.manager = ocp.CheckpointManager(
-            self.workdir / "checkpoints", item_names=("state", "run"),
-            options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True))
+            self.workdir / "checkpoints",
+            item_names=("state", "run"),
+            options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
+        )
 
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
@@ -79,8 +88,11 @@ class Checkpoints:
     def best_step(self) -> int | None:
         """The kept step with the highest `best_metric` in metrics.jsonl."""
         kept = set(self.all_steps())
-        scored = [(m[self.best_metric], m["step"]) for m in read_metrics(self.workdir)
-                  if m["step"] in kept and self.best_metric in m]
+        scored = [
+            (m[self.best_metric], m["step"])
+            for m in read_metrics(self.workdir)
+            if m["step"] in kept and self.best_metric in m
+        ]
         return max(scored)[1] if scored else self.latest_step()
 
     def resolve(self, which: str) -> int:
@@ -91,26 +103,32 @@ class Checkpoints:
         step = {"latest": self.latest_step, "best": self.best_step}.get(which, lambda: None)()
         if step is None:
             if not str(which).isdigit() or int(which) not in steps:
-                raise ValueError(f"checkpoint {which!r} is not 'best', 'latest' or one of the steps {steps}")
+                raise ValueError(
+                    f"checkpoint {which!r} is not 'best', 'latest' or one of the steps {steps}"
+                )
             step = int(which)
         return step
 
     def save(self, step: int, state, run: dict, metrics: dict) -> None:
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        run=ocp.args.JsonSave(run)),
-                          metrics={k: float(v) for k, v in metrics.items()})
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(run)),
+            metrics={k: float(v) for k, v in metrics.items()},
+        )
 
     def restore(self, step: int, like=None):
-        """Restores the state saved at `step` into the structure (and shardings) of `like`, or as a plain
-        tree of arrays without it (to take weights from another run)."""
+        """Restores the state saved at `step` into the structure (and shardings) of `like`, or as a
+        plain tree of arrays without it (to take weights from another run)."""
         abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self.manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+            )
         except ValueError as e:
             raise CheckpointMismatchError(
-                f"{self.workdir}: the checkpoint at step {step} does not fit the state this config builds "
-                f"(another model, optimizer or class count?). Orbax says: {str(e)[:2000]}") from e
+                f"{self.workdir}: the checkpoint at step {step} does not fit the state this config "
+                f"builds (another model, optimizer or class count?). Orbax says: {str(e)[:2000]}"
+            ) from e
         return restored["state"]
 
     def wait(self):

@@ -21,7 +21,7 @@ def data_config() -> ml_collections.ConfigDict:
     d.val_fraction = 0.1  # of the rest, resampled per run from config.seed (study: ~9% of all)
     d.max_hamming = 10  # near-duplicate detection: perceptual-hash bits ...
     d.min_correlation = 0.85  # ... and thumbnail correlation
-    d.normalization = "unit"  # unit | imagenet | caffe | lite | standardize (ported weights fix it)
+    d.normalization = "unit"  # data.preprocess.NORMALIZATIONS (ported weights fix it)
     d.cache = True  # keep decoded, resized uint8 images in memory
     d.shuffle_buffer = 2048
     # Online minority oversampling: class c drawn with probability ∝ count_c ** power
@@ -29,24 +29,33 @@ def data_config() -> ml_collections.ConfigDict:
     d.oversample_power = ml_collections.config_dict.placeholder(float)
     d.augment_enabled = True
     # The study's ImageDataGenerator settings (shear in degrees, as Keras takes it).
-    d.augment = ml_collections.ConfigDict(dict(
-        rotation=40.0, width_shift=0.2, height_shift=0.2, shear=0.2, zoom=0.2,
-        brightness=(0.8, 1.2), horizontal_flip=True))
+    d.augment = ml_collections.ConfigDict(
+        dict(
+            rotation=40.0,
+            width_shift=0.2,
+            height_shift=0.2,
+            shear=0.2,
+            zoom=0.2,
+            brightness=(0.8, 1.2),
+            horizontal_flip=True,
+        )
+    )
     return d
 
 
 def model_config() -> ml_collections.ConfigDict:
     m = ml_collections.ConfigDict()
-    m.name = "cnn"  # cnn | resnet | efficientnet_lite
-    m.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
-    m.conv_impl = "auto"  # auto (patches on CPU, xla elsewhere) | xla | patches (models.py)
+    m.name = "cnn"  # models.MODELS
+    m.dtype = "float32"  # compute dtype, models.DTYPES (parameters stay float32)
+    m.conv_impl = "auto"  # models.CONV_IMPLS: the CPU kernels on CPU, XLA's ops elsewhere
     m.dropout_rate = 0.4  # before the classifier (cnn: before its dense layers)
-    m.depth = 50  # resnet: 50 | 101 | 152 ...
+    m.depth = 50  # resnet: models.resnet.DEPTHS ...
     m.stage_sizes = ()  # ... or explicit blocks per stage (tiny test models)
     m.variant = "v1.5"  # resnet: v1 (Keras layout) | v1.5 (torchvision layout)
     m.width = 64
-    m.lite_version = 0  # efficientnet_lite: 0..4
-    m.drop_connect_rate = 0.2  # efficientnet_lite: stochastic depth of the last block (linear in depth)
+    m.lite_version = 0  # efficientnet_lite: models.efficientnet_lite.VERSIONS
+    # efficientnet_lite: stochastic depth of the last block (linear in depth)
+    m.drop_connect_rate = 0.2
     # resnet, efficientnet_lite: stage outputs ("stage4", ...) whose global averages join the last
     # features as the head's input (mid-level texture statistics carry style).
     m.pooled_stages = ()
@@ -56,9 +65,9 @@ def model_config() -> ml_collections.ConfigDict:
 
 def optimizer_config() -> ml_collections.ConfigDict:
     o = ml_collections.ConfigDict()
-    o.name = "adam"  # adam | adamw | sgd | rmsprop
+    o.name = "adam"  # optim.OPTIMIZERS
     o.learning_rate = 1e-3
-    o.schedule = "constant"  # constant | cosine | warmup_cosine
+    o.schedule = "constant"  # optim.SCHEDULES
     o.warmup_epochs = 0.0
     o.b1, o.b2, o.eps = 0.9, 0.999, 1e-7  # Keras's Adam defaults
     o.momentum = 0.9  # sgd, rmsprop
@@ -77,7 +86,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.num_epochs = 30
     config.class_weighted = False  # sklearn "balanced" weights from the training split
     # True: weighted mean sum(w*ce)/sum(w) over the global batch. False: Keras's class_weight,
-    # sum(w*ce)/batch, whose scale jumps with the batch's minority count (it collapsed here: RESULTS.md).
+    # sum(w*ce)/batch, whose scale jumps with the batch's minority count (it collapsed here:
+    # RESULTS.md).
     config.normalize_class_weights = True
     config.label_smoothing = 0.0
     config.log_every_steps = 20  # host syncs (metrics, NaN check) only at these intervals
@@ -85,7 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 2  # latest N, plus the best by `best_metric`
     config.best_metric = "val_accuracy"
     config.prefetch_to_device = 2  # batches staged on the devices ahead of the step
-    config.profile_start_step = -1  # >= 0: jax.profiler trace of `profile_steps` steps into workdir/profile
+    # >= 0: jax.profiler trace of `profile_steps` steps into workdir/profile
+    config.profile_start_step = -1
     config.profile_steps = 5
     config.data = data_config()
     config.model = model_config()
@@ -109,21 +120,24 @@ def init_config() -> ml_collections.ConfigDict:
 
 def freeze_config() -> ml_collections.ConfigDict:
     f = ml_collections.ConfigDict()
-    f.trainable = "all"  # all | head | last_fraction | modules (artjax/transfer.py)
+    f.trainable = "all"  # transfer.TRAINABLE
     f.fraction = 0.2  # last_fraction: share of the layers with parameters, counted from the top
     f.modules = ""  # modules: e.g. "stage4,head" or "block16,top_conv"
-    f.batch_norm = "trainable"  # trainable: BN of trainable layers updates its statistics | frozen
-    f.cache_features = True  # head-only training without augmentation: backbone features computed once
+    f.batch_norm = "trainable"  # transfer.BATCH_NORM: "trainable" layers' BN updates its statistics
+    # head-only training without augmentation: backbone features computed once
+    f.cache_features = True
     return f
 
 
-# --- building blocks of the ImageNet experiments -------------------------------------------------------
+# --- building blocks of the ImageNet experiments
+# -------------------------------------------------------
+
 
 def imagenet_transfer(config, *, fine_tune: bool, backbone_learning_rate: float = 1e-3) -> None:
-    """What the ImageNet experiments share: 224px, BatchNorm statistics fixed, Adam for the new head,
-    label smoothing 0.1. Frozen: only the head trains, on backbone features computed once (no
-    augmentation), 30 epochs. Fine-tuned: the study's recipe, the last 20% of the layers train with SGD
-    at `backbone_learning_rate`, with the study's augmentation, 12 epochs."""
+    """What the ImageNet experiments share: 224px, BatchNorm statistics fixed, Adam for the new
+    head, label smoothing 0.1. Frozen: only the head trains, on backbone features computed once (no
+    augmentation), 30 epochs. Fine-tuned: the study's recipe, the last 20% of the layers train with
+    SGD at `backbone_learning_rate`, with the study's augmentation, 12 epochs."""
     config.data.image_size = 224
     config.freeze.batch_norm = "frozen"
     config.batch_size = 32
@@ -158,7 +172,8 @@ def imagenet_resnet50(config, *, keras: bool) -> None:
 
 
 def imagenet_lite0(config) -> None:
-    """EfficientNet-Lite0 from its real ImageNet weights (TF's settings: BN momentum 0.99, dropout 0.2)."""
+    """EfficientNet-Lite0 from its real ImageNet weights (TF's settings: BN momentum 0.99, dropout
+    0.2)."""
     config.model.name = "efficientnet_lite"
     config.model.lite_version = 0
     config.model.bn_momentum = 0.99
@@ -203,10 +218,15 @@ def load(path_and_variant: str) -> ml_collections.ConfigDict:
 
 def from_record(stored: dict) -> ml_collections.ConfigDict:
     """A run record's config, with today's defaults for keys added since it was written."""
+
     def merge(defaults, values):
         out = dict(defaults)
         for k, v in values.items():
-            out[k] = merge(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+            out[k] = (
+                merge(defaults[k], v)
+                if isinstance(v, dict) and isinstance(defaults.get(k), dict)
+                else v
+            )
         return out
 
     return ml_collections.ConfigDict(merge(base_config().to_dict(), stored))
@@ -223,7 +243,8 @@ def flat_keys(config, prefix: str = "") -> list[str]:
 
 
 def parse_flags(argv):
-    """absl flag parser for the CLIs: an unknown --config.x override is an error listing valid keys."""
+    """absl flag parser for the CLIs: an unknown --config.x override is an error listing valid
+    keys."""
     from absl import flags
 
     try:
@@ -232,8 +253,10 @@ def parse_flags(argv):
         path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
         if path is None and "--config" in argv:
             path = argv[argv.index("--config") + 1]
-        given = [a.split("=")[0][len("--config."):] for a in argv if a.startswith("--config.")]
+        given = [a.split("=")[0][len("--config.") :] for a in argv if a.startswith("--config.")]
         valid = flat_keys(load(path)) if path else []
         unknown = [k for k in given if k not in valid]
-        raise SystemExit(f"error: unknown config key(s) {unknown or given} ({e}).\n"
-                         f"Valid keys: {', '.join(valid)}")
+        raise SystemExit(
+            f"error: unknown config key(s) {unknown or given} ({e}).\n"
+            f"Valid keys: {', '.join(valid)}"
+        ) from None

@@ -38,26 +38,44 @@ def weighted_cross_entropy(logits, labels, class_weights, label_smoothing: float
 
 
 def _variables(state, params):
-    return {"params": params, "batch_stats": state.batch_stats} if state.batch_stats else {"params": params}
+    return (
+        {"params": params, "batch_stats": state.batch_stats}
+        if state.batch_stats
+        else {"params": params}
+    )
 
 
-def train_step(state: TrainState, batch, *, class_weights, label_smoothing: float = 0.0,
-               normalize_weights: bool = True, trainable: frozenset | None = None):
+def train_step(
+    state: TrainState,
+    batch,
+    *,
+    class_weights,
+    label_smoothing: float = 0.0,
+    normalize_weights: bool = True,
+    trainable: frozenset | None = None,
+    apply_fn=None,
+):
     """One optimizer step on this device's share of the global batch.
 
-    The loss is a weighted mean over the *global* batch: sum(w * ce) / sum(w) with the sums taken over
-    all devices (`normalize_weights`, as torch's weighted cross-entropy), or sum(w * ce) / batch size
-    (Keras's `class_weight`; with large minority weights its scale jumps from batch to batch). With
-    unit weights both are the plain mean. Each device differentiates its share of that global sum and
-    the gradients are summed over AXIS, so any device count gives the same step.
+    The loss is a weighted mean over the *global* batch: sum(w * ce) / sum(w) with the sums taken
+    over all devices (`normalize_weights`, as torch's weighted cross-entropy), or sum(w * ce) /
+    batch size (Keras's `class_weight`; with large minority weights its scale jumps from batch to
+    batch). With unit weights both are the plain mean. Each device differentiates its share of that
+    global sum and the gradients are summed over AXIS, so any device count gives the same step.
 
-    `trainable`: flattened parameter keys to differentiate (None: all). The others are constants of the
-    loss, so neither their gradients nor the backward pass below the lowest trainable layer are
+    `trainable`: flattened parameter keys to differentiate (None: all). The others are constants of
+    the loss, so neither their gradients nor the backward pass below the lowest trainable layer are
     computed; they get zero gradients (and, from the optimizer, no update).
+
+    `apply_fn`: what maps `batch["image"]` to logits (None: the state's model on images; a frozen
+    backbone's head on cached features passes `models.head_apply(model)`).
     """
+    apply_fn = apply_fn or state.apply_fn
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
     labels = batch["label"]
-    local_denominator = jnp.sum(class_weights[labels]) if normalize_weights else jnp.float32(labels.shape[0])
+    local_denominator = (
+        jnp.sum(class_weights[labels]) if normalize_weights else jnp.float32(labels.shape[0])
+    )
     denominator = jax.lax.psum(local_denominator, AXIS)
 
     flat_params = traverse_util.flatten_dict(state.params)
@@ -65,18 +83,30 @@ def train_step(state: TrainState, batch, *, class_weights, label_smoothing: floa
 
     def loss_fn(diff_params):
         params = traverse_util.unflatten_dict({**flat_params, **diff_params})
-        logits, updates = state.apply_fn(_variables(state, params), batch["image"], train=True,
-                                         rngs={"dropout": rng}, mutable=["batch_stats"])
+        logits, updates = apply_fn(
+            _variables(state, params),
+            batch["image"],
+            train=True,
+            rngs={"dropout": rng},
+            mutable=["batch_stats"],
+        )
         losses, weights = weighted_cross_entropy(logits, labels, class_weights, label_smoothing)
         return jnp.sum(losses * weights) / denominator, (logits, updates)
 
-    (local_loss, (logits, updates)), diff_grads = jax.value_and_grad(loss_fn, has_aux=True)(differentiated)
+    (local_loss, (logits, updates)), diff_grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        differentiated
+    )
     diff_grads = jax.lax.psum(diff_grads, AXIS)
-    grads = traverse_util.unflatten_dict({k: diff_grads[k] if k in diff_grads else jnp.zeros_like(v)
-                                          for k, v in flat_params.items()})
+    grads = traverse_util.unflatten_dict(
+        {k: diff_grads[k] if k in diff_grads else jnp.zeros_like(v) for k, v in flat_params.items()}
+    )
     loss = jax.lax.psum(local_loss, AXIS)
-    finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-    new_state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
+    finite = jnp.isfinite(loss) & jnp.all(
+        jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+    )
+    new_state = state.apply_gradients(
+        grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats)
+    )
     # A non-finite step leaves the state as it was; the loop stops at its next check.
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     metrics = {
@@ -87,9 +117,12 @@ def train_step(state: TrainState, batch, *, class_weights, label_smoothing: floa
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch):
-    """Logits for this device's images, plus masked sums over all devices."""
-    logits = state.apply_fn(_variables(state, state.params), batch["image"], train=False)
+def eval_step(state: TrainState, batch, *, apply_fn=None):
+    """Logits for this device's images (or cached features, with the head's `apply_fn`), plus masked
+    sums over all devices."""
+    logits = (apply_fn or state.apply_fn)(
+        _variables(state, state.params), batch["image"], train=False
+    )
     mask = batch["mask"].astype(jnp.float32)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
     sums = {

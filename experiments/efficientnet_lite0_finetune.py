@@ -1,5 +1,5 @@
-"""EfficientNet-Lite0 from ImageNet weights, fine-tuned: the last 20% of its layers train (the study's
-recipe for ResNet50), with SGD at a lower learning rate; the new head trains with Adam.
+"""EfficientNet-Lite0 from ImageNet weights, fine-tuned: the last 20% of its layers train (the
+study's recipe for ResNet50), with SGD at a lower learning rate; the new head trains with Adam.
 
   python -m artjax.port efficientnet_lite --output checkpoints/imagenet/efficientnet_lite0
   python -m artjax.train --config experiments/efficientnet_lite0_finetune.py \\
@@ -8,8 +8,8 @@ recipe for ResNet50), with SGD at a lower learning rate; the new head trains wit
 
 BatchNorm statistics stay fixed (inference mode) everywhere: batches of 32 are too small to
 re-estimate them well; the trainable layers' BatchNorm scales and offsets still learn. Training sees
-the study's augmentation. `--config.init.checkpoint=checkpoints/lite0_imagenet` starts from the frozen
-run's best checkpoint (its head included) instead. Variants: `weighted`, `synthetic`.
+the study's augmentation. `--config.init.checkpoint=checkpoints/lite0_imagenet` starts from the
+frozen run's best checkpoint (its head included) instead. Variants: `weighted`, `synthetic`.
 """
 
 from artjax import configs

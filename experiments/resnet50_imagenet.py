@@ -3,9 +3,11 @@
 ImageNet ResNet50 weights cannot be downloaded on the development machine; bring torchvision's file
 (or let the porter fetch it where there is internet):
 
-  python -m artjax.port torchvision --weights resnet50-11ad3fa6.pth --output checkpoints/imagenet/resnet50_torchvision
+  python -m artjax.port torchvision --weights resnet50-11ad3fa6.pth --output
+  checkpoints/imagenet/resnet50_torchvision
   python -m artjax.port torchvision --fetch --output checkpoints/imagenet/resnet50_torchvision
-  python -m artjax.train --config experiments/resnet50_imagenet.py --workdir checkpoints/resnet50_imagenet \\
+  python -m artjax.train --config experiments/resnet50_imagenet.py --workdir
+  checkpoints/resnet50_imagenet \\
       --config.data.root=../shared/data/best_artworks
 
 Variant `keras` uses Keras's weights instead (the study's own; caffe preprocessing):

@@ -1,6 +1,7 @@
 """ResNet50 (torchvision v1.5 layout) trained from scratch: the study's 53% row (weighted: 12%).
 
-  python -m artjax.train --config experiments/resnet50_scratch.py --workdir checkpoints/resnet50_scratch \\
+  python -m artjax.train --config experiments/resnet50_scratch.py --workdir
+  checkpoints/resnet50_scratch \\
       --config.data.root=../shared/data/best_artworks
 
 Variants: `weighted` (class-weighted loss), `synthetic` (embedded synthetic set, tiny run).

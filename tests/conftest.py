@@ -19,7 +19,8 @@ host_memory.keep_freed_memory()  # as the entry points do: ~30% off every CPU tr
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REAL_DATA = pathlib.Path(
-    os.environ.get("ARTJAX_REAL_DATA", PROJECT_ROOT.parent / "shared" / "data" / "best_artworks"))
+    os.environ.get("ARTJAX_REAL_DATA", PROJECT_ROOT.parent / "shared" / "data" / "best_artworks")
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,18 +35,21 @@ def real_data_root() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def real_builder(real_data_root, tmp_path_factory):
-    from artjax import best_artworks
+    from artjax.data import best_artworks
+
     return best_artworks.prepare(real_data_root, tmp_path_factory.mktemp("prepared_real"))
 
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
-    from artjax import synthetic
+    from artjax.data import synthetic
+
     return synthetic.generate(tmp_path_factory.mktemp("synthetic"), images_per_artist=8, size=48)
 
 
 def make_config(root, prepared_dir, **data_overrides):
     from artjax import configs
+
     config = configs.base_config()
     config.data.root = str(root)
     config.data.prepared_dir = str(prepared_dir)

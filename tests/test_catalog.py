@@ -8,14 +8,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from artjax import catalog
+from artjax.data import catalog
 
 
 def _write(root, artists, files):
     """artists: [(name, genre)]; files: relative paths of small JPEGs to create."""
     root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": range(len(artists)), "name": [a for a, _ in artists],
-                  "genre": [g for _, g in artists], "paintings": 1}).to_csv(root / "artists.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": range(len(artists)),
+            "name": [a for a, _ in artists],
+            "genre": [g for _, g in artists],
+            "paintings": 1,
+        }
+    ).to_csv(root / "artists.csv", index=False)
     for rel in files:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,17 +29,27 @@ def _write(root, artists, files):
     return root
 
 
-ARTISTS = [("Claude Monet", "Impressionism"), ("Albrecht Dürer", "Northern Renaissance"),
-           ("Vasiliy Kandinskiy", "Expressionism,Abstractionism"), ("Nobody Painted", "Cubism")]
+ARTISTS = [
+    ("Claude Monet", "Impressionism"),
+    ("Albrecht Dürer", "Northern Renaissance"),
+    ("Vasiliy Kandinskiy", "Expressionism,Abstractionism"),
+    ("Nobody Painted", "Cubism"),
+]
 
 
 @pytest.mark.parametrize("layout", ["images", "images/images"])
 def test_folder_layouts_match_names_across_unicode_forms(tmp_path, layout):
     nfd = unicodedata.normalize("NFD", "Albrecht_Dürer")
-    root = _write(tmp_path / "dl", ARTISTS, [f"{layout}/Claude_Monet/Claude_Monet_1.jpg",
-                                             f"{layout}/{nfd}/{nfd}_1.jpg",
-                                             f"{layout}/Vasiliy_Kandinskiy/Vasiliy_Kandinskiy_1.jpg",
-                                             f"{layout}/Unknown_Person/Unknown_Person_1.jpg"])
+    root = _write(
+        tmp_path / "dl",
+        ARTISTS,
+        [
+            f"{layout}/Claude_Monet/Claude_Monet_1.jpg",
+            f"{layout}/{nfd}/{nfd}_1.jpg",
+            f"{layout}/Vasiliy_Kandinskiy/Vasiliy_Kandinskiy_1.jpg",
+            f"{layout}/Unknown_Person/Unknown_Person_1.jpg",
+        ],
+    )
     result = catalog.read_catalog(root)
     assert sorted(result.images["style"]) == ["Impressionism", "Northern Renaissance"]
     assert "Albrecht Dürer" in set(result.images["artist"])
@@ -44,8 +60,15 @@ def test_folder_layouts_match_names_across_unicode_forms(tmp_path, layout):
 
 @pytest.mark.parametrize("layout", ["resized", "resized/resized"])
 def test_flat_resized_layout(tmp_path, layout):
-    root = _write(tmp_path / "dl", ARTISTS, [f"{layout}/Claude_Monet_1.jpg", f"{layout}/Claude_Monet_12.jpg",
-                                             f"{layout}/Albrecht_Dürer_3.jpg"])
+    root = _write(
+        tmp_path / "dl",
+        ARTISTS,
+        [
+            f"{layout}/Claude_Monet_1.jpg",
+            f"{layout}/Claude_Monet_12.jpg",
+            f"{layout}/Albrecht_Dürer_3.jpg",
+        ],
+    )
     result = catalog.read_catalog(root)
     assert sorted(result.images["artist"]) == ["Albrecht Dürer", "Claude Monet", "Claude Monet"]
 
@@ -62,7 +85,9 @@ def test_non_image_file_is_reported_not_read(tmp_path, caplog):
 
 def test_missing_column_names_file_and_column(tmp_path):
     root = _write(tmp_path / "dl", ARTISTS, ["images/Claude_Monet/Claude_Monet_1.jpg"])
-    pd.read_csv(root / "artists.csv").drop(columns=["genre"]).to_csv(root / "artists.csv", index=False)
+    pd.read_csv(root / "artists.csv").drop(columns=["genre"]).to_csv(
+        root / "artists.csv", index=False
+    )
     with pytest.raises(catalog.DataError, match=r"artists\.csv.*missing column.*genre"):
         catalog.read_catalog(root)
 
@@ -82,7 +107,12 @@ def test_class_sets(caplog):
     with caplog.at_level(logging.WARNING):
         assert catalog.resolve_classes("study", styles) == ("Impressionism", "Cubism", "Pop Art")
     assert "Byzantine Art" in caplog.text and "Abstract Expressionism" in caplog.text  # one warning
-    assert catalog.resolve_classes("all", styles) == ("Baroque", "Cubism", "Impressionism", "Pop Art")
+    assert catalog.resolve_classes("all", styles) == (
+        "Baroque",
+        "Cubism",
+        "Impressionism",
+        "Pop Art",
+    )
     assert catalog.resolve_classes("Pop Art, Baroque", styles) == ("Pop Art", "Baroque")
     with pytest.raises(catalog.DataError, match="at least two"):
         catalog.resolve_classes("Baroque,Rococo", styles)

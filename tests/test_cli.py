@@ -9,20 +9,30 @@ from tests.conftest import PROJECT_ROOT
 
 def _run(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
 def _config_flags(root, tmp_path):
-    return ["--config", str(PROJECT_ROOT / "experiments/cnn.py:synthetic"), f"--config.data.root={root}",
-            f"--config.data.prepared_dir={tmp_path / 'prepared'}", "--config.data.image_size=32"]
+    return [
+        "--config",
+        str(PROJECT_ROOT / "experiments/cnn.py:synthetic"),
+        f"--config.data.root={root}",
+        f"--config.data.prepared_dir={tmp_path / 'prepared'}",
+        "--config.data.image_size=32",
+    ]
 
 
 def test_eda_writes_figures_and_counts(synthetic_root, tmp_path):
-    out = _run("artjax.eda", *_config_flags(synthetic_root, tmp_path), f"--outdir={tmp_path / 'eda'}",
-               cwd=tmp_path)
+    out = _run(
+        "artjax.eda",
+        *_config_flags(synthetic_root, tmp_path),
+        f"--outdir={tmp_path / 'eda'}",
+        cwd=tmp_path,
+    )
     for name in ("class_distribution", "pixel_histograms", "samples", "augmented"):
         assert (tmp_path / "eda" / f"{name}.png").stat().st_size > 1000
     assert "Pop Art" in out and "Synthetic PopArt Painter 1" in out
@@ -30,20 +40,31 @@ def test_eda_writes_figures_and_counts(synthetic_root, tmp_path):
 
 
 def test_pipeline_benchmark_runs(synthetic_root, tmp_path):
-    out = _run("artjax.bench", "pipeline", *_config_flags(synthetic_root, tmp_path), "--images=64",
-               "--config.batch_size=16", cwd=tmp_path)
+    out = _run(
+        "artjax.bench",
+        "pipeline",
+        *_config_flags(synthetic_root, tmp_path),
+        "--images=64",
+        "--config.batch_size=16",
+        cwd=tmp_path,
+    )
     for row in ("decode+resize", "full, warm (cached)", "keras ImageDataGenerator"):
         assert row in out
 
 
 def test_accelerator_benchmark_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_path):
-    from artjax import bench
+    from artjax import benchmarks
     from tests.conftest import make_config
 
     config = make_config(synthetic_root, tmp_path / "prepared")
     config.model.name, config.model.stage_sizes, config.model.width = "resnet", (1, 1), 4
-    rows = bench.bench_accelerator(config, [32], ["bfloat16", "float32"], batch_per_device=2, n=1,
-                                   with_pipeline=True)
+    rows = benchmarks.bench_accelerator(
+        config, [32], ["bfloat16", "float32"], batch_per_device=2, n=1, with_pipeline=True
+    )
     assert [(r["input"], r["dtype"]) for r in rows] == [
-        ("synthetic", "bfloat16"), ("tf.data", "bfloat16"), ("synthetic", "float32"), ("tf.data", "float32")]
+        ("synthetic", "bfloat16"),
+        ("tf.data", "bfloat16"),
+        ("synthetic", "float32"),
+        ("tf.data", "float32"),
+    ]
     assert all(r["images_per_second"] > 0 and r["step_ms"] > 0 for r in rows)

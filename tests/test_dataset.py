@@ -4,7 +4,8 @@ import logging
 
 from PIL import Image
 
-from artjax import best_artworks, catalog, input_pipeline as ip, synthetic
+from artjax.data import best_artworks, catalog, synthetic
+from artjax.data import input_pipeline as ip
 from tests.conftest import make_config
 
 
@@ -13,9 +14,15 @@ def _split_rows(builder, split):
 
 
 def test_real_splits_are_disjoint_and_keep_duplicate_groups_together(real_builder):
-    test = _split_rows(real_builder, best_artworks.TEST_SPLIT)
-    trainval = _split_rows(real_builder, best_artworks.TRAINVAL_SPLIT)
+    all_test = _split_rows(real_builder, best_artworks.TEST_SPLIT)
+    all_trainval = _split_rows(real_builder, best_artworks.TRAINVAL_SPLIT)
+    assert not {f for f, *_ in all_test} & {f for f, *_ in all_trainval}
+    assert not {g for *_, g in all_test} & {g for *_, g in all_trainval}
+    # The download holds more styles than the study's; its class set is the study's 2,306 images.
+    test = [row for row in all_test if row[1] in catalog.STUDY_STYLES]
+    trainval = [row for row in all_trainval if row[1] in catalog.STUDY_STYLES]
     assert len(test) + len(trainval) == 2306
+    assert len(test) == 230
     assert not {f for f, *_ in test} & {f for f, *_ in trainval}
     assert not {g for *_, g in test} & {g for *_, g in trainval}
     # stratified: every style is about 10% in test
@@ -50,6 +57,7 @@ def test_real_test_split_is_fixed_and_val_follows_seed(real_builder, real_data_r
 
 def test_bad_files_are_skipped_with_one_warning(synthetic_root, tmp_path, caplog):
     import shutil
+
     root = tmp_path / "dl"
     shutil.copytree(synthetic_root, root)
     folder = root / "images" / "Synthetic_Cubism_Painter_1"
@@ -61,7 +69,11 @@ def test_bad_files_are_skipped_with_one_warning(synthetic_root, tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         builder = best_artworks.prepare(root, tmp_path / "prepared")
     unreadable = builder.info.metadata["unreadable_files"]
-    assert sorted(u.split(":")[0].rsplit("_", 1)[-1] for u in unreadable) == ["90.jpg", "91.jpg", "92.jpg"]
+    assert sorted(u.split(":")[0].rsplit("_", 1)[-1] for u in unreadable) == [
+        "90.jpg",
+        "91.jpg",
+        "92.jpg",
+    ]
     assert "3 unreadable image(s) skipped" in caplog.text
     names = {f for f, *_ in _split_rows(builder, "trainval") + _split_rows(builder, "test")}
     assert "Synthetic_Cubism_Painter_1/Synthetic_Cubism_Painter_1_93.jpg" in names  # CMYK is fine

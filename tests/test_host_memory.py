@@ -1,5 +1,5 @@
-"""keep_freed_memory: a freed large block is reused without page faults (glibc's default re-maps it),
-also for blocks over 2 GiB, and child processes inherit the setting (GLIBC_TUNABLES)."""
+"""keep_freed_memory: a freed large block is reused without page faults (glibc's default re-maps
+it), also for blocks over 2 GiB, and child processes inherit the setting (GLIBC_TUNABLES)."""
 
 import os
 import platform
@@ -23,14 +23,22 @@ block = b"y" * size
 print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="glibc only")
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
 
 
 def _faults(mode: str, size: int, **env) -> tuple[bool, int]:
-    env = {k: v for k, v in {**os.environ, **env}.items() if k != "GLIBC_TUNABLES"}  # conftest exports it
-    out = subprocess.run([sys.executable, "-c", PROBE, mode, str(size), PROBE], capture_output=True,
-                         text=True, check=True, env=env).stdout.split()
+    env = {
+        k: v for k, v in {**os.environ, **env}.items() if k != "GLIBC_TUNABLES"
+    }  # conftest exports it
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode, str(size), PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.split()
     return out[0] == "True", int(out[1])
 
 
@@ -46,8 +54,8 @@ def test_a_freed_block_is_reused_without_page_faults():
 
 
 def test_blocks_over_2_gib_are_kept_too():
-    # A trim threshold of 2 GiB (mallopt's int maximum) let the training loop's heap be trimmed every
-    # step; the setting must disable trimming altogether.
+    # A trim threshold of 2 GiB (mallopt's int maximum) let the training loop's heap be trimmed
+    # every step; the setting must disable trimming altogether.
     size = 2_300_000_000
     kept, faults = _faults("keep", size)
     assert kept and faults < size // 4096 // 20

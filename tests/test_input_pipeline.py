@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.utils.class_weight import compute_class_weight
 
-from artjax import input_pipeline as ip
+from artjax.data import input_pipeline as ip
 from tests.conftest import make_config
 
 
@@ -20,14 +20,20 @@ def test_four_fake_devices_layout(synthetic_data):
     assert jax.local_device_count() == 4
     batch = next(ip.train_dataset(data, config, num_devices=4).as_numpy_iterator())
     assert batch["image"].shape == (4, 2, 32, 32, 3) and batch["label"].shape == (4, 2)
-    assert batch["image"].dtype == np.float32 and 0 <= batch["image"].min() and batch["image"].max() <= 1
+    assert (
+        batch["image"].dtype == np.float32
+        and 0 <= batch["image"].min()
+        and batch["image"].max() <= 1
+    )
 
 
 def test_batch_that_does_not_divide_is_a_clear_error(synthetic_data):
     config, data = synthetic_data
     config = config.copy_and_resolve_references()
     config.batch_size = 6
-    with pytest.raises(ValueError, match="batch size 6 does not divide over 1 process.*4 local device"):
+    with pytest.raises(
+        ValueError, match="batch size 6 does not divide over 1 process.*4 local device"
+    ):
         ip.train_dataset(data, config, num_devices=4)
 
 
@@ -58,9 +64,13 @@ def test_class_weights_and_oversampling(synthetic_root, tmp_path):
     config.data.val_fraction = 0.5
     data = ip.prepare_data(config.data, 0)
     labels = np.repeat(np.arange(3), data.counts["train"])
-    np.testing.assert_allclose(data.class_weights,
-                               compute_class_weight("balanced", classes=np.arange(3), y=labels), rtol=1e-6)
+    np.testing.assert_allclose(
+        data.class_weights,
+        compute_class_weight("balanced", classes=np.arange(3), y=labels),
+        rtol=1e-6,
+    )
     config.data.oversample_power = 0.0  # balanced draws
-    seen = np.concatenate([b["label"].ravel() for b in
-                           ip.train_dataset(data, config, 1).take(60).as_numpy_iterator()])
+    seen = np.concatenate(
+        [b["label"].ravel() for b in ip.train_dataset(data, config, 1).take(60).as_numpy_iterator()]
+    )
     assert np.all(np.abs(np.bincount(seen, minlength=3) / len(seen) - 1 / 3) < 0.06)

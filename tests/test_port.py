@@ -1,5 +1,5 @@
-"""Ported weights give the reference frameworks' logits (fp32, within 1e-4) and per-stage activations;
-wrong files are refused with errors naming what was expected and found."""
+"""Ported weights give the reference frameworks' logits (fp32, within 1e-4) and per-stage
+activations; wrong files are refused with errors naming what was expected and found."""
 
 import json
 import os
@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 import torch
 
-from artjax import checkpointing, models, port
-from artjax import preprocess as pp
+from artjax import checkpointing, models
+from artjax.data import preprocess as pp
+from artjax.models import efficientnet_lite, porting
 from tests.conftest import PROJECT_ROOT
 
 LOGIT_ATOL = 1e-4
@@ -23,7 +24,9 @@ LOGIT_ATOL = 1e-4
 
 def flax_forward(model_config, variables, x_nhwc):
     model = models.create_model(model_config, variables["params"]["head"]["bias"].shape[0])
-    logits, state = jax.jit(lambda v, x: model.apply(v, x, mutable=["intermediates"]))(variables, x_nhwc)
+    logits, state = jax.jit(lambda v, x: model.apply(v, x, mutable=["intermediates"]))(
+        variables, x_nhwc
+    )
     return np.asarray(logits), {k: np.asarray(v[0]) for k, v in state["intermediates"].items()}
 
 
@@ -38,26 +41,39 @@ def assert_stages_close(ours: dict, reference: dict):
     for name, ref in reference.items():
         scale = max(1.0, float(np.abs(ref).max()))
         err = float(np.abs(ours[name] - ref).max())
-        assert err <= 1e-4 * scale, f"stage {name!r} diverges: max |diff| {err:.3g} (scale {scale:.3g})"
+        assert err <= 1e-4 * scale, (
+            f"stage {name!r} diverges: max |diff| {err:.3g} (scale {scale:.3g})"
+        )
 
 
 @pytest.fixture(scope="module")
 def torchvision_files(tmp_path_factory):
     """Random torchvision ResNets and their outputs, made in a separate process (see the script)."""
     out = tmp_path_factory.mktemp("torchvision")
-    subprocess.run([sys.executable, str(pathlib.Path(__file__).with_name("torchvision_reference.py")), str(out)],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(pathlib.Path(__file__).with_name("torchvision_reference.py")),
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
 def test_torchvision_resnet50_parity_from_pth_and_safetensors(torchvision_files):
-    variables, mc, meta = port.port_weights("torchvision", torchvision_files / "resnet50.pth")
-    from_safetensors, _, _ = port.port_weights("torchvision", torchvision_files / "resnet50.safetensors")
+    variables, mc, meta = porting.port_weights("torchvision", torchvision_files / "resnet50.pth")
+    from_safetensors, _, _ = porting.port_weights(
+        "torchvision", torchvision_files / "resnet50.safetensors"
+    )
     assert jax.tree.all(jax.tree.map(np.array_equal, variables, from_safetensors))
     assert meta["normalization"] == "imagenet" and meta["architecture"]["variant"] == "v1.5"
     reference = np.load(torchvision_files / "reference.npz")
     logits, stages = flax_forward(mc, variables, reference["x"].transpose(0, 2, 3, 1))
-    assert_stages_close(stages, {k.removeprefix("stage_"): reference[k] for k in reference if k.startswith("stage_")})
+    assert_stages_close(
+        stages,
+        {k.removeprefix("stage_"): reference[k] for k in reference if k.startswith("stage_")},
+    )
     np.testing.assert_allclose(logits, reference["logits"], rtol=0, atol=LOGIT_ATOL)
     assert np.abs(reference["logits"]).max() > 0.1  # a real comparison, not of zeros
 
@@ -65,17 +81,27 @@ def test_torchvision_resnet50_parity_from_pth_and_safetensors(torchvision_files)
 @pytest.fixture(scope="module")
 def keras_resnet50():
     import keras
+
     keras.utils.set_random_seed(0)
     try:
-        model = keras.applications.ResNet50(weights=None, input_shape=(96, 96, 3), classifier_activation=None)
+        model = keras.applications.ResNet50(
+            weights=None, input_shape=(96, 96, 3), classifier_activation=None
+        )
     finally:
-        tf.random.set_seed(None)  # Keras set TF's global seed, which tf.data shuffles in later tests mix in
+        # Keras set TF's global seed, which tf.data shuffles in later tests mix in
+        tf.random.set_seed(None)
     rng = np.random.default_rng(2)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
-            layer.set_weights([0.5 + rng.random(n), 0.1 * rng.normal(size=n), 0.1 * rng.normal(size=n),
-                               0.5 + rng.random(n)])
+            layer.set_weights(
+                [
+                    0.5 + rng.random(n),
+                    0.1 * rng.normal(size=n),
+                    0.1 * rng.normal(size=n),
+                    0.5 + rng.random(n),
+                ]
+            )
     return model
 
 
@@ -93,16 +119,23 @@ def keras_h5(keras_resnet50, tmp_path_factory):
 def test_keras_resnet50_parity_from_live_model_and_h5_file(keras_resnet50, keras_h5):
     import keras
 
-    variables, mc, meta = port.port_weights("keras", keras_h5)
-    live, _, _ = port.port_weights("keras", keras_resnet50)
+    variables, mc, meta = porting.port_weights("keras", keras_h5)
+    live, _, _ = porting.port_weights("keras", keras_resnet50)
     assert jax.tree.all(jax.tree.map(np.array_equal, variables, live))
     assert meta["normalization"] == "caffe" and meta["architecture"]["variant"] == "v1"
 
     x = np.random.default_rng(0).normal(size=(2, 96, 96, 3)).astype(np.float32)
-    names = {"stem": "pool1_pool", "stage1": "conv2_block3_out", "stage2": "conv3_block4_out",
-             "stage3": "conv4_block6_out", "stage4": "conv5_block3_out"}
-    probe = keras.Model(keras_resnet50.input,
-                        [keras_resnet50.get_layer(n).output for n in names.values()] + [keras_resnet50.output])
+    names = {
+        "stem": "pool1_pool",
+        "stage1": "conv2_block3_out",
+        "stage2": "conv3_block4_out",
+        "stage3": "conv4_block6_out",
+        "stage4": "conv5_block3_out",
+    }
+    probe = keras.Model(
+        keras_resnet50.input,
+        [keras_resnet50.get_layer(n).output for n in names.values()] + [keras_resnet50.output],
+    )
     *ref_stages, ref_logits = [np.asarray(o) for o in probe(x, training=False)]
     logits, stages = flax_forward(mc, variables, x)
     assert_stages_close(stages, dict(zip(names, ref_stages)))
@@ -112,22 +145,27 @@ def test_keras_resnet50_parity_from_live_model_and_h5_file(keras_resnet50, keras
 
 @pytest.fixture(scope="module")
 def lite0():
-    path = port.default_lite_weights(0)
-    variables, mc, meta = port.port_weights("efficientnet_lite", path)
+    path = porting.default_lite_weights(0)
+    variables, mc, meta = porting.port_weights("efficientnet_lite", path)
     return path, variables, mc, meta
 
 
 def test_efficientnet_lite0_imagenet_weights_match_the_pytorch_reference(lite0):
     from efficientnet_lite_pytorch import EfficientNet
+
     path, variables, mc, meta = lite0
     assert meta["input_size"] == 224 and meta["has_head"]
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval()
     reference = {}
     net._blocks[0].register_forward_pre_hook(
-        lambda _m, args: reference.__setitem__("stem", args[0].numpy().transpose(0, 2, 3, 1)))
-    for stage, end in enumerate(models.lite_stage_ends(0), start=1):
+        lambda _m, args: reference.__setitem__("stem", args[0].numpy().transpose(0, 2, 3, 1))
+    )
+    for stage, end in enumerate(efficientnet_lite.stage_ends(0), start=1):
         net._blocks[end - 1].register_forward_hook(
-            lambda _m, _i, out, name=f"stage{stage}": reference.__setitem__(name, out.numpy().transpose(0, 2, 3, 1)))
+            lambda _m, _i, out, name=f"stage{stage}": reference.__setitem__(
+                name, out.numpy().transpose(0, 2, 3, 1)
+            )
+        )
     x = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
         ref_logits = net(torch.from_numpy(x)).numpy()
@@ -135,7 +173,8 @@ def test_efficientnet_lite0_imagenet_weights_match_the_pytorch_reference(lite0):
     assert set(reference) == set(stages)
     assert_stages_close(stages, reference)
     np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=LOGIT_ATOL)
-    # The CPU convolution path (slices + matmul, depthwise as shifted products) gives the same logits.
+    # The CPU convolution path (slices + matmul, depthwise as shifted products) gives the same
+    # logits.
     cpu_path, _ = flax_forward(_with(mc, conv_impl="patches"), variables, x.transpose(0, 2, 3, 1))
     np.testing.assert_allclose(cpu_path, ref_logits, rtol=0, atol=LOGIT_ATOL)
 
@@ -143,10 +182,13 @@ def test_efficientnet_lite0_imagenet_weights_match_the_pytorch_reference(lite0):
 @pytest.mark.parametrize("version", [2, 4])
 def test_lite_versions_scale_as_the_reference_does(version, tmp_path):
     from efficientnet_lite_pytorch import EfficientNet
+
     torch.manual_seed(version)
     net = randomize_torch_batch_norm(EfficientNet.from_name(f"efficientnet-lite{version}"))
     torch.save(net.state_dict(), tmp_path / "lite.pth")
-    variables, mc, meta = port.port_weights("efficientnet_lite", tmp_path / "lite.pth", lite_version=version)
+    variables, mc, meta = porting.port_weights(
+        "efficientnet_lite", tmp_path / "lite.pth", lite_version=version
+    )
     size = meta["input_size"]  # the reference pads for its own resolution
     x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     with torch.no_grad():
@@ -166,56 +208,74 @@ def randomize_torch_batch_norm(net):
     return net.eval()
 
 
-@pytest.mark.parametrize("photo,expected", [
-    ("chelsea", {281, 282, 283, 284, 285}),  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    ("coffee", {967, 968, 504}),  # espresso, cup, coffee mug
-])
+@pytest.mark.parametrize(
+    "photo,expected",
+    [
+        ("chelsea", {281, 282, 283, 284, 285}),  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+        ("coffee", {967, 968, 504}),  # espresso, cup, coffee mug
+    ],
+)
 def test_ported_lite0_recognizes_real_photos(lite0, photo, expected):
     from skimage import data
+
     _, variables, mc, meta = lite0
     image = getattr(data, photo)()
     h, w = image.shape[:2]
     side = min(h, w)
-    image = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    image = image[
+        (h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side
+    ]
     image = tf.image.resize(image, (meta["input_size"],) * 2).numpy()
     x = pp.make_normalize(meta["normalization"])({"image": tf.constant(image)})["image"].numpy()
     logits, _ = flax_forward(mc, variables, x[None])
     assert int(np.argmax(logits[0])) in expected
 
 
-# --- wrong files ---------------------------------------------------------------------------------------
+# --- wrong files
+# ---------------------------------------------------------------------------------------
+
 
 def test_a_resnet101_file_for_resnet50_names_both(torchvision_files):
-    with pytest.raises(port.PortError, match=r"(?s)unexpected.*layer3\.6.*\(3, 4, 23, 3\) \(ResNet101\).*ResNet50"):
-        port.port_weights("torchvision", torchvision_files / "resnet101.pth")
-    variables, _, meta = port.port_weights("torchvision", torchvision_files / "resnet101.pth", depth=101)
+    with pytest.raises(
+        porting.PortError,
+        match=r"(?s)unexpected.*layer3\.6.*\(3, 4, 23, 3\) \(ResNet101\).*ResNet50",
+    ):
+        porting.port_weights("torchvision", torchvision_files / "resnet101.pth")
+    variables, _, meta = porting.port_weights(
+        "torchvision", torchvision_files / "resnet101.pth", depth=101
+    )
     assert meta["architecture"]["depth"] == 101 and "stage3_block23" in variables["params"]
 
 
 def test_another_architecture_lists_missing_and_unexpected_keys(tmp_path):
-    lite_file = port.default_lite_weights(0)
-    with pytest.raises(port.PortError, match=r"(?s)ResNet50 \(v1\.5\).*missing \(\d+\): conv1\.weight, bn1\.weight.*"
-                                             r"unexpected \(\d+\): _blocks"):
-        port.port_weights("torchvision", lite_file)
+    lite_file = porting.default_lite_weights(0)
+    with pytest.raises(
+        porting.PortError,
+        match=r"(?s)ResNet50 \(v1\.5\).*missing \(\d+\): conv1\.weight, bn1\.weight.*"
+        r"unexpected \(\d+\): _blocks",
+    ):
+        porting.port_weights("torchvision", lite_file)
 
 
 def test_truncated_and_non_weight_files_are_refused(tmp_path):
-    data = port.default_lite_weights(0).read_bytes()
+    data = porting.default_lite_weights(0).read_bytes()
     (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(port.PortError, match="truncated.pth: not a readable PyTorch weights file"):
-        port.port_weights("efficientnet_lite", tmp_path / "truncated.pth")
+    with pytest.raises(
+        porting.PortError, match="truncated.pth: not a readable PyTorch weights file"
+    ):
+        porting.port_weights("efficientnet_lite", tmp_path / "truncated.pth")
     (tmp_path / "notes.h5").write_text("not weights")
-    with pytest.raises(port.PortError, match="notes.h5: not a readable Keras HDF5 file"):
-        port.port_weights("keras", tmp_path / "notes.h5")
+    with pytest.raises(porting.PortError, match="notes.h5: not a readable Keras HDF5 file"):
+        porting.port_weights("keras", tmp_path / "notes.h5")
     torch.save({"epoch": 3, "lr": 0.1}, tmp_path / "train_state.pth")
-    with pytest.raises(port.PortError, match="expected a state dict of tensors"):
-        port.port_weights("torchvision", tmp_path / "train_state.pth")
+    with pytest.raises(porting.PortError, match="expected a state dict of tensors"):
+        porting.port_weights("torchvision", tmp_path / "train_state.pth")
     with pytest.raises(FileNotFoundError, match="missing.pth"):
-        port.port_weights("torchvision", tmp_path / "missing.pth")
+        porting.port_weights("torchvision", tmp_path / "missing.pth")
     with pytest.raises(ValueError, match=r"--depth 34 is not one of \(50, 101, 152\)"):
-        port.port_weights("torchvision", tmp_path / "missing.pth", depth=34)
+        porting.port_weights("torchvision", tmp_path / "missing.pth", depth=34)
     with pytest.raises(ValueError, match="--lite_version 7"):
-        port.port_weights("efficientnet_lite", tmp_path / "missing.pth", lite_version=7)
+        porting.port_weights("efficientnet_lite", tmp_path / "missing.pth", lite_version=7)
 
 
 class _Payload:
@@ -230,8 +290,8 @@ def test_pickled_code_in_a_pth_never_runs(tmp_path):
     marker = tmp_path / "executed"
     with open(tmp_path / "evil.pth", "wb") as f:
         pickle.dump({"conv1.weight": _Payload(str(marker))}, f)
-    with pytest.raises(port.PortError, match="not a readable PyTorch weights file"):
-        port.read_torch_state_dict(tmp_path / "evil.pth")
+    with pytest.raises(porting.PortError, match="not a readable PyTorch weights file"):
+        porting.read_torch_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
 
 
@@ -239,45 +299,74 @@ def test_a_wrong_shape_is_reported_with_both_shapes(lite0, tmp_path):
     state = torch.load(lite0[0], weights_only=True)
     state["_conv_head.weight"] = state["_conv_head.weight"][:640]
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(port.PortError, match=r"wrong shapes \(\d\): params/top_conv/kernel: expected "
-                                             r"\(1, 1, 320, 1280\), found \(1, 1, 320, 640\)"):
-        port.port_weights("efficientnet_lite", tmp_path / "bad.pth")
+    with pytest.raises(
+        porting.PortError,
+        match=r"wrong shapes \(\d\): params/top_conv/kernel: expected "
+        r"\(1, 1, 320, 1280\), found \(1, 1, 320, 640\)",
+    ):
+        porting.port_weights("efficientnet_lite", tmp_path / "bad.pth")
 
 
 def test_saved_port_round_trips_and_is_not_overwritten(lite0, tmp_path):
     _, variables, _, meta = lite0
-    out = port.save(tmp_path / "lite0", variables, meta)
-    loaded, loaded_meta = port.load(out)
+    out = porting.save(tmp_path / "lite0", variables, meta)
+    loaded, loaded_meta = porting.load(out)
     assert loaded_meta == meta
-    assert jax.tree.all(jax.tree.map(lambda a, b: np.array_equal(a, np.asarray(b)), variables, loaded))
+    assert jax.tree.all(
+        jax.tree.map(lambda a, b: np.array_equal(a, np.asarray(b)), variables, loaded)
+    )
     with pytest.raises(FileExistsError, match="already holds ported weights"):
-        port.save(tmp_path / "lite0", variables, meta)
+        porting.save(tmp_path / "lite0", variables, meta)
 
 
 def _cli(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("source,experiment", [
-    ("torchvision", "resnet50_imagenet.py:synthetic"),  # frozen: head on cached features
-    ("keras", "resnet50_imagenet.py:keras,synthetic"),
-    ("efficientnet_lite", "efficientnet_lite0_finetune.py:synthetic"),  # last 20% trains, augmented
-])
-def test_cli_ports_each_source_and_trains_from_it(source, experiment, torchvision_files, keras_h5,
-                                                 synthetic_root, tmp_path):
-    weights = {"torchvision": ["--weights", str(torchvision_files / "resnet50.pth")],
-               "keras": ["--weights", str(keras_h5)], "efficientnet_lite": []}[source]
+@pytest.mark.parametrize(
+    "source,experiment",
+    [
+        ("torchvision", "resnet50_imagenet.py:synthetic"),  # frozen: head on cached features
+        ("keras", "resnet50_imagenet.py:keras,synthetic"),
+        # last 20% trains, augmented
+        (
+            "efficientnet_lite",
+            "efficientnet_lite0_finetune.py:synthetic",
+        ),
+    ],
+)
+def test_cli_ports_each_source_and_trains_from_it(
+    source, experiment, torchvision_files, keras_h5, synthetic_root, tmp_path
+):
+    weights = {
+        "torchvision": ["--weights", str(torchvision_files / "resnet50.pth")],
+        "keras": ["--weights", str(keras_h5)],
+        "efficientnet_lite": [],
+    }[source]
     out = _cli("artjax.port", source, *weights, f"--output={tmp_path / 'port'}", cwd=tmp_path)
-    assert json.loads((tmp_path / "port" / port.META_FILE).read_text())["source"] == source, out
-    log = _cli("artjax.train", "--config", str(PROJECT_ROOT / "experiments" / experiment),
-               f"--config.init.checkpoint={tmp_path / 'port'}", f"--config.data.root={synthetic_root}",
-               f"--config.data.prepared_dir={tmp_path / 'prepared'}", "--config.data.image_size=32",
-               "--config.num_epochs=1", "--config.batch_size=8", "--config.eval_batch_size=8",
-               f"--workdir={tmp_path / 'run'}", cwd=tmp_path)
+    assert json.loads((tmp_path / "port" / porting.META_FILE).read_text())["source"] == source, out
+    log = _cli(
+        "artjax.train",
+        "--config",
+        str(PROJECT_ROOT / "experiments" / experiment),
+        f"--config.init.checkpoint={tmp_path / 'port'}",
+        f"--config.data.root={synthetic_root}",
+        f"--config.data.prepared_dir={tmp_path / 'prepared'}",
+        "--config.data.image_size=32",
+        "--config.num_epochs=1",
+        "--config.batch_size=8",
+        "--config.eval_batch_size=8",
+        f"--workdir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert "epoch 1: train_loss" in log
-    assert ("backbone features of" in log) == (source != "efficientnet_lite")  # frozen runs cache features
-    assert checkpointing.read_run(tmp_path / "run")["config"]["init"]["checkpoint"] == str(tmp_path / "port")
+    # frozen runs cache features
+    assert ("backbone features of" in log) == (source != "efficientnet_lite")
+    assert checkpointing.read_run(tmp_path / "run")["config"]["init"]["checkpoint"] == str(
+        tmp_path / "port"
+    )

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from artjax import catalog, preprocess as pp
+from artjax.data import augment, catalog
+from artjax.data import preprocess as pp
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -21,16 +22,29 @@ def _both_ways(op, features):
     eager = op({k: tf.constant(v) for k, v in features.items()})
     mapped = next(iter(tf.data.Dataset.from_tensors(features).map(op)))
     for key in eager:
-        np.testing.assert_allclose(np.asarray(eager[key], np.float64), np.asarray(mapped[key], np.float64),
-                                   atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(
+            np.asarray(eager[key], np.float64),
+            np.asarray(mapped[key], np.float64),
+            atol=1e-4,
+            err_msg=key,
+        )
     return {k: v.numpy() for k, v in eager.items()}
 
 
 RGB = (np.arange(12 * 10 * 3) % 251).reshape(12, 10, 3).astype(np.uint8)
 
 
-@pytest.mark.parametrize("mode,fmt", [("RGB", "PNG"), ("RGBA", "PNG"), ("L", "PNG"), ("L", "JPEG"),
-                                      ("RGB", "JPEG"), ("CMYK", "JPEG")])
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [
+        ("RGB", "PNG"),
+        ("RGBA", "PNG"),
+        ("L", "PNG"),
+        ("L", "JPEG"),
+        ("RGB", "JPEG"),
+        ("CMYK", "JPEG"),
+    ],
+)
 def test_decode_gives_rgb(mode, fmt):
     image = Image.fromarray(RGB).convert(mode)
     out = _both_ways(pp.decode, {"image": _encode(image, fmt)})["image"]
@@ -43,7 +57,10 @@ def test_decode_gives_rgb(mode, fmt):
 def test_resize_and_uint8_round_trip():
     out = _both_ways(pp.make_resize(6), {"image": np.full((12, 10, 3), 77, np.uint8)})["image"]
     assert out.shape == (6, 6, 3) and np.allclose(out, 77, atol=1e-3)
-    assert _both_ways(pp.to_uint8, {"image": np.full((2, 2, 3), 76.6, np.float32)})["image"].max() == 77
+    assert (
+        _both_ways(pp.to_uint8, {"image": np.full((2, 2, 3), 76.6, np.float32)})["image"].max()
+        == 77
+    )
 
 
 def test_normalizations():
@@ -63,32 +80,45 @@ def test_normalizations():
 
 def test_augment_is_seeded_and_changes_images():
     image = np.random.default_rng(0).integers(0, 255, (32, 32, 3)).astype(np.uint8)
-    augment = pp.make_augment()
-    a = _both_ways(augment, {"image": image, "rng": np.array([0, 1], np.int64)})["image"]
-    b = _both_ways(augment, {"image": image, "rng": np.array([0, 1], np.int64)})["image"]
-    c = _both_ways(augment, {"image": image, "rng": np.array([0, 2], np.int64)})["image"]
+    augmenter = augment.make_augment()
+    a = _both_ways(augmenter, {"image": image, "rng": np.array([0, 1], np.int64)})["image"]
+    b = _both_ways(augmenter, {"image": image, "rng": np.array([0, 1], np.int64)})["image"]
+    c = _both_ways(augmenter, {"image": image, "rng": np.array([0, 2], np.int64)})["image"]
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).mean() > 5
-    identity = pp.make_augment(rotation=0, width_shift=0, height_shift=0, shear=0, zoom=0,
-                               brightness=None, horizontal_flip=False)
+    identity = augment.make_augment(
+        rotation=0,
+        width_shift=0,
+        height_shift=0,
+        shear=0,
+        zoom=0,
+        brightness=None,
+        horizontal_flip=False,
+    )
     same = _both_ways(identity, {"image": image, "rng": np.array([0, 1], np.int64)})["image"]
     np.testing.assert_allclose(same, image, atol=1e-3)
 
 
 def test_batched_and_single_augmentation_agree():
     images = np.random.default_rng(1).integers(0, 255, (3, 24, 24, 3)).astype(np.uint8)
-    sample = pp.make_sample_augmentation()
-    drawn = [sample({"image": tf.constant(im), "rng": tf.constant([5, i], tf.int64)}) for i, im in enumerate(images)]
-    single = np.stack([pp.apply_augmentation(d)["image"].numpy() for d in drawn])
+    sample = augment.make_sample_augmentation()
+    drawn = [
+        sample({"image": tf.constant(im), "rng": tf.constant([5, i], tf.int64)})
+        for i, im in enumerate(images)
+    ]
+    single = np.stack([augment.apply_augmentation(d)["image"].numpy() for d in drawn])
     batch = {k: tf.stack([d[k] for d in drawn]) for k in ("image", "transform", "brightness")}
-    np.testing.assert_allclose(pp.apply_augmentation(batch)["image"].numpy(), single, atol=1e-4)
+    np.testing.assert_allclose(
+        augment.apply_augmentation(batch)["image"].numpy(), single, atol=1e-4
+    )
 
 
 def test_augmentation_matches_keras_image_data_generator(real_data_root):
     """Same parameters -> same pixels as Keras's apply_transform, on real paintings.
 
-    Tolerance: without brightness, 1.5 grey levels (our resampling quantizes to uint8); with brightness,
-    1.5 + 1.2 levels, since Keras truncates to uint8 before PIL's brightness enhancer rounds again.
+    Tolerance: without brightness, 1.5 grey levels (our resampling quantizes to uint8); with
+    brightness, 1.5 + 1.2 levels, since Keras truncates to uint8 before PIL's brightness enhancer
+    rounds again.
     """
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
@@ -104,11 +134,19 @@ def test_augmentation_matches_keras_image_data_generator(real_data_root):
             for brightness, tolerance in ((None, 1.5), (1.15, 2.7)):
                 params = dict(case, brightness=brightness)
                 keras_out = generator.apply_transform(image.copy(), params)
-                ours = pp.apply_keras_params(
+                ours = augment.apply_keras_params(
                     tf.constant(image.astype(np.uint8)),
-                    dict(theta=case["theta"], tx=case["tx"], ty=case["ty"], shear=case["shear"],
-                         zx=case["zx"], zy=case["zy"], flip=case["flip_horizontal"],
-                         brightness=brightness or 1.0)).numpy()
+                    dict(
+                        theta=case["theta"],
+                        tx=case["tx"],
+                        ty=case["ty"],
+                        shear=case["shear"],
+                        zx=case["zx"],
+                        zy=case["zy"],
+                        flip=case["flip_horizontal"],
+                        brightness=brightness or 1.0,
+                    ),
+                ).numpy()
                 diff = np.abs(keras_out - ours)
                 assert diff.max() <= tolerance + 1e-3, (path, params, diff.max())
                 assert diff.mean() < 0.8
@@ -116,9 +154,21 @@ def test_augmentation_matches_keras_image_data_generator(real_data_root):
 
 def test_keras_random_parameter_ranges_match():
     """Our draws cover the same ranges as ImageDataGenerator's for the study's settings."""
-    draws = [pp.sample_keras_params(tf.constant([0, i], tf.int64), 200, 200, rotation=40.0, width_shift=0.2,
-                                    height_shift=0.2, shear=0.2, zoom=0.2, brightness=(0.8, 1.2),
-                                    horizontal_flip=True) for i in range(200)]
+    draws = [
+        augment.sample_keras_params(
+            tf.constant([0, i], tf.int64),
+            200,
+            200,
+            rotation=40.0,
+            width_shift=0.2,
+            height_shift=0.2,
+            shear=0.2,
+            zoom=0.2,
+            brightness=(0.8, 1.2),
+            horizontal_flip=True,
+        )
+        for i in range(200)
+    ]
     get = lambda k: np.array([float(d[k]) for d in draws])
     assert -40 <= get("theta").min() < -30 and 30 < get("theta").max() <= 40
     assert -40 <= get("tx").min() < -30 and 30 < get("ty").max() <= 40

@@ -13,8 +13,8 @@ import pytest
 from flax import jax_utils
 from sklearn import metrics as skm
 
-from artjax import checkpointing, evaluate, models, steps, train
-from artjax.predict import Predictor
+from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer
+from artjax.inference import Predictor
 from tests.conftest import PROJECT_ROOT, make_config
 
 
@@ -36,26 +36,35 @@ def tiny_config(root, tmp_path, **overrides):
 
 def _one_step(config, num_devices, batch):
     model = models.create_model(config.model, 6, axis_name=steps.AXIS)
-    state = train.create_train_state(config, model, steps_per_epoch=4)
-    p_step = jax.pmap(functools.partial(steps.train_step, class_weights=jnp.linspace(0.5, 2, 6)),
-                      axis_name=steps.AXIS, devices=jax.devices()[:num_devices])
+    state = train_state.create_train_state(config, model, steps_per_epoch=4)
+    p_step = jax.pmap(
+        functools.partial(steps.train_step, class_weights=jnp.linspace(0.5, 2, 6)),
+        axis_name=steps.AXIS,
+        devices=jax.devices()[:num_devices],
+    )
     laid_out = {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
     new_state, metrics = p_step(jax_utils.replicate(state, jax.devices()[:num_devices]), laid_out)
     return jax.device_get(steps.unreplicate(new_state)), jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("model_overrides", [
-    {"model.name": "cnn"},
-    {"model.name": "resnet", "model.stage_sizes": (1, 1), "model.width": 4},
-])
+@pytest.mark.parametrize(
+    "model_overrides",
+    [
+        {"model.name": "cnn"},
+        {"model.name": "resnet", "model.stage_sizes": (1, 1), "model.width": 4},
+    ],
+)
 def test_four_devices_equal_one_device(tmp_path, model_overrides):
     # SGD: the update is linear in the gradient, so float32 summation order stays at round-off
     # (Adam's first step divides the gradient by its own magnitude and amplifies it).
-    config = tiny_config("", tmp_path, **model_overrides, **{"optimizer.name": "sgd",
-                                                             "optimizer.learning_rate": 0.1})
+    config = tiny_config(
+        "", tmp_path, **model_overrides, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.1}
+    )
     rng = np.random.default_rng(0)
-    batch = {"image": rng.normal(size=(8, 48, 48, 3)).astype(np.float32),
-             "label": rng.integers(0, 6, 8).astype(np.int32)}
+    batch = {
+        "image": rng.normal(size=(8, 48, 48, 3)).astype(np.float32),
+        "label": rng.integers(0, 6, 8).astype(np.int32),
+    }
     one, m1 = _one_step(config, 1, batch)
     four, m4 = _one_step(config, 4, batch)
     np.testing.assert_allclose(m1["loss"][0], m4["loss"][0], rtol=1e-5)
@@ -64,31 +73,46 @@ def test_four_devices_equal_one_device(tmp_path, model_overrides):
     for a, b in zip(jax.tree.leaves(one.batch_stats), jax.tree.leaves(four.batch_stats)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     if model_overrides["model.name"] == "resnet":
-        assert jax.tree.leaves(four.batch_stats)  # BatchNorm statistics were synchronized, not absent
+        # BatchNorm statistics were synchronized, not absent
+        assert jax.tree.leaves(four.batch_stats)
 
 
 def test_loss_falls_and_the_run_is_evaluated(synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path, num_epochs=6)
     config.optimizer.learning_rate = 3e-3
-    train.train_and_evaluate(config, tmp_path / "run")
+    trainer.train_and_evaluate(config, tmp_path / "run")
     history = checkpointing.read_metrics(tmp_path / "run")
     assert len(history) == 6
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
     assert history[-1]["train_accuracy"] > 0.5
 
-    report = evaluate.evaluate(tmp_path / "run", "test", "best")
+    report = evaluation.evaluate(tmp_path / "run", "test", "best")
     out = tmp_path / "run" / "eval_test"
-    for name in ("report.json", "predictions.csv", "confusion_matrix.png", "classification_report.png",
-                 "curves.png", "per_class_accuracy.md"):
+    for name in (
+        "report.json",
+        "predictions.csv",
+        "confusion_matrix.png",
+        "classification_report.png",
+        "curves.png",
+        "per_class_accuracy.md",
+    ):
         assert (out / name).stat().st_size > 0, name
     import pandas as pd
+
     predictions = pd.read_csv(out / "predictions.csv")
     assert len(predictions) == sum(checkpointing.read_run(tmp_path / "run")["counts"]["test"])
-    assert report["accuracy"] == pytest.approx(skm.accuracy_score(predictions["true"], predictions["predicted"]))
+    assert report["accuracy"] == pytest.approx(
+        skm.accuracy_score(predictions["true"], predictions["predicted"])
+    )
     assert report["macro"]["f1"] == pytest.approx(
-        skm.f1_score(predictions["true"], predictions["predicted"], average="macro"))
-    assert report["confusion_matrix"] == skm.confusion_matrix(
-        predictions["true"], predictions["predicted"], labels=list(report["per_class"])).tolist()
+        skm.f1_score(predictions["true"], predictions["predicted"], average="macro")
+    )
+    assert (
+        report["confusion_matrix"]
+        == skm.confusion_matrix(
+            predictions["true"], predictions["predicted"], labels=list(report["per_class"])
+        ).tolist()
+    )
     assert json.loads((out / "report.json").read_text())["synthetic"] is True
 
     predictor = Predictor(tmp_path / "run")
@@ -102,15 +126,18 @@ def test_loss_falls_and_the_run_is_evaluated(synthetic_root, tmp_path):
 
 
 def test_checkpoint_round_trip_is_exact(synthetic_root, tmp_path):
-    config = tiny_config(synthetic_root, tmp_path, **{"model.name": "resnet", "model.stage_sizes": (1,),
-                                                      "model.width": 4})
+    config = tiny_config(
+        synthetic_root,
+        tmp_path,
+        **{"model.name": "resnet", "model.stage_sizes": (1,), "model.width": 4},
+    )
     model = models.create_model(config.model, 6)
-    state = train.create_train_state(config, model, 3)
+    state = train_state.create_train_state(config, model, 3)
     state = state.replace(params=jax.tree.map(lambda p: p + 0.5, state.params), step=jnp.asarray(7))
     ckpt = checkpointing.Checkpoints(tmp_path / "w")
     ckpt.save(7, state, {"x": 1}, {"val_accuracy": 0.5})
     ckpt.wait()
-    restored = ckpt.restore(7, train.create_train_state(config, model, 3))
+    restored = ckpt.restore(7, train_state.create_train_state(config, model, 3))
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     ckpt.close()
@@ -120,13 +147,13 @@ def test_stop_and_resume_equals_uninterrupted_and_keeps_best(synthetic_root, tmp
     config = tiny_config(synthetic_root, tmp_path, num_epochs=3, keep_checkpoints=1)
     config.data.augment_enabled = True
     config.model.dropout_rate = 0.3  # exercises the per-step dropout RNG
-    full = train.train_and_evaluate(config, tmp_path / "full")
-    train.train_and_evaluate(config, tmp_path / "resumed", stop_after_epoch=1)
+    full = trainer.train_and_evaluate(config, tmp_path / "full")
+    trainer.train_and_evaluate(config, tmp_path / "resumed", extra_hooks=[hooks.StopAfterEpoch(1)])
     assert len(checkpointing.read_metrics(tmp_path / "resumed")) == 1
-    resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+    resumed = trainer.train_and_evaluate(config, tmp_path / "resumed")
     assert resumed["val_loss"] == pytest.approx(full["val_loss"], rel=1e-5)
     assert resumed["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
-    states = [evaluate.load_run(tmp_path / name, "latest")[2] for name in ("full", "resumed")]
+    states = [train_state.load_run(tmp_path / name, "latest")[2] for name in ("full", "resumed")]
     for a, b in zip(jax.tree.leaves(states[0].params), jax.tree.leaves(states[1].params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     ckpt = checkpointing.Checkpoints(tmp_path / "full", keep=1)
@@ -138,55 +165,80 @@ def test_stop_and_resume_equals_uninterrupted_and_keeps_best(synthetic_root, tmp
 
 def test_mismatching_workdir_is_refused(synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path, num_epochs=1)
-    train.train_and_evaluate(config, tmp_path / "run")
+    trainer.train_and_evaluate(config, tmp_path / "run")
     before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    other = tiny_config(synthetic_root, tmp_path, num_epochs=1, **{"data.classes": "Cubism,Pop Art"})
+    other = tiny_config(
+        synthetic_root, tmp_path, num_epochs=1, **{"data.classes": "Cubism,Pop Art"}
+    )
     with pytest.raises(checkpointing.CheckpointMismatchError, match="classes"):
-        train.train_and_evaluate(other, tmp_path / "run")
+        trainer.train_and_evaluate(other, tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path, num_epochs=1)
-    train.train_and_evaluate(config, tmp_path / "run")
+    trainer.train_and_evaluate(config, tmp_path / "run")
     config.num_epochs = 2
     config.optimizer.learning_rate = 1e38  # Adam steps by about lr: the next forward overflows
-    with pytest.raises(train.NonFiniteLossError, match=r"at step \d+ \(epoch 2\)"):
-        train.train_and_evaluate(config, tmp_path / "run")
+    with pytest.raises(hooks.NonFiniteLossError, match=r"at step \d+ \(epoch 2\)"):
+        trainer.train_and_evaluate(config, tmp_path / "run")
     ckpt = checkpointing.Checkpoints(tmp_path / "run")
     assert ckpt.all_steps() == [checkpointing.read_metrics(tmp_path / "run")[0]["step"]]
     config.optimizer.name = "sgd"  # a different optimizer state cannot be restored: clear error
     with pytest.raises(checkpointing.CheckpointMismatchError, match="does not fit the state"):
-        train.train_and_evaluate(config, tmp_path / "run")
+        trainer.train_and_evaluate(config, tmp_path / "run")
 
 
 def test_restore_onto_another_device_count(synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path, num_epochs=1)
-    train.train_and_evaluate(config, tmp_path / "run")
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    code = ("import jax; from artjax import evaluate; assert jax.local_device_count() == 1; "
-            f"r = evaluate.evaluate({str(tmp_path / 'run')!r}, 'val', 'latest'); print(r['accuracy'])")
-    one_device = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                timeout=300)
+    trainer.train_and_evaluate(config, tmp_path / "run")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(PROJECT_ROOT),
+        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    )
+    code = (
+        "import jax; from artjax import evaluation; assert jax.local_device_count() == 1; "
+        f"r = evaluation.evaluate({str(tmp_path / 'run')!r}, 'val', 'latest'); print(r['accuracy'])"
+    )
+    one_device = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
     assert one_device.returncode == 0, one_device.stderr[-2000:]
-    four_devices = evaluate.evaluate(tmp_path / "run", "val", "latest")
-    assert float(one_device.stdout.strip().splitlines()[-1]) == pytest.approx(four_devices["accuracy"])
+    four_devices = evaluation.evaluate(tmp_path / "run", "val", "latest")
+    assert float(one_device.stdout.strip().splitlines()[-1]) == pytest.approx(
+        four_devices["accuracy"]
+    )
 
 
 def _cli(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
-    flags = ["--config", str(PROJECT_ROOT / "experiments/cnn.py:weighted,synthetic"),
-             f"--config.data.root={synthetic_root}", f"--config.data.prepared_dir={tmp_path / 'prepared'}",
-             "--config.data.image_size=48", "--config.num_epochs=1", "--config.batch_size=8"]
-    result = _cli("artjax.train", *flags, "--config.profile_start_step=2", "--config.profile_steps=2",
-                  f"--workdir={tmp_path / 'run'}", cwd=tmp_path)
+    flags = [
+        "--config",
+        str(PROJECT_ROOT / "experiments/cnn.py:weighted,synthetic"),
+        f"--config.data.root={synthetic_root}",
+        f"--config.data.prepared_dir={tmp_path / 'prepared'}",
+        "--config.data.image_size=48",
+        "--config.num_epochs=1",
+        "--config.batch_size=8",
+    ]
+    result = _cli(
+        "artjax.train",
+        *flags,
+        "--config.profile_start_step=2",
+        "--config.profile_steps=2",
+        f"--workdir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert any(p.is_file() for p in (tmp_path / "run" / "profile").rglob("*"))  # the jax.profiler trace
+    # the jax.profiler trace
+    assert any(p.is_file() for p in (tmp_path / "run" / "profile").rglob("*"))
     assert "epoch 1: train_loss" in result.stdout + result.stderr
     assert (tmp_path / "run" / "tensorboard").is_dir()
     run = checkpointing.read_run(tmp_path / "run")
@@ -196,8 +248,18 @@ def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
     image = next((synthetic_root / "images").rglob("*.jpg"))
     result = _cli("artjax.predict", f"--workdir={tmp_path / 'run'}", str(image), cwd=tmp_path)
     assert result.returncode == 0 and str(image) in result.stdout, result.stderr[-3000:]
-    result = _cli("artjax.train", *flags, "--config.optimizer.nme=sgd", f"--workdir={tmp_path / 'x'}", cwd=tmp_path)
-    assert result.returncode != 0 and "optimizer.name" in result.stderr and "Valid keys" in result.stderr
+    result = _cli(
+        "artjax.train",
+        *flags,
+        "--config.optimizer.nme=sgd",
+        f"--workdir={tmp_path / 'x'}",
+        cwd=tmp_path,
+    )
+    assert (
+        result.returncode != 0
+        and "optimizer.name" in result.stderr
+        and "Valid keys" in result.stderr
+    )
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -206,16 +268,23 @@ def test_class_weighted_loss_is_the_weighted_mean_or_keras_semantics(tmp_path, n
 
     config = tiny_config("", tmp_path, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.0})
     model = models.create_model(config.model, 6, axis_name=steps.AXIS)
-    state = train.create_train_state(config, model, steps_per_epoch=4)
+    state = train_state.create_train_state(config, model, steps_per_epoch=4)
     rng = np.random.default_rng(3)
     images = rng.normal(size=(8, 48, 48, 3)).astype(np.float32)
     labels = np.array([0, 0, 0, 0, 0, 1, 2, 5], np.int32)
     weights = jnp.array([0.3, 1.0, 2.0, 1.0, 1.0, 15.0])
-    p_step = jax.pmap(functools.partial(steps.train_step, class_weights=weights, normalize_weights=normalize),
-                      axis_name=steps.AXIS, devices=jax.devices()[:4])
-    _, metrics = p_step(jax_utils.replicate(state, jax.devices()[:4]),
-                        {"image": images.reshape(4, 2, 48, 48, 3), "label": labels.reshape(4, 2)})
-    ce = optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": state.params}, images), labels)
+    p_step = jax.pmap(
+        functools.partial(steps.train_step, class_weights=weights, normalize_weights=normalize),
+        axis_name=steps.AXIS,
+        devices=jax.devices()[:4],
+    )
+    _, metrics = p_step(
+        jax_utils.replicate(state, jax.devices()[:4]),
+        {"image": images.reshape(4, 2, 48, 48, 3), "label": labels.reshape(4, 2)},
+    )
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        model.apply({"params": state.params}, images), labels
+    )
     w = weights[labels]
     expected = jnp.sum(w * ce) / (jnp.sum(w) if normalize else len(labels))
     np.testing.assert_allclose(metrics["loss"][0], expected, rtol=1e-5)

@@ -1,9 +1,10 @@
 """Decodes every image once at build time: validates it and fingerprints it for duplicate detection.
 
-The real data holds duplicate scans of one painting (e.g. Edgar_Degas_516 / Edgar_Degas_97). Two images
-are near duplicates when their 64-bit DCT perceptual hashes are within `max_hamming` bits *and* their
-16x16 grey thumbnails correlate at least `min_correlation` (the hash alone confuses similar portraits).
-Groups are the connected components of that relation; a split never cuts a group.
+The real data holds duplicate scans of one painting (e.g. Edgar_Degas_516 / Edgar_Degas_97). Two
+images are near duplicates when their 64-bit DCT perceptual hashes are within `max_hamming` bits
+*and* their 16x16 grey thumbnails correlate at least `min_correlation` (the hash alone confuses
+similar portraits). Groups are the connected components of that relation; a split never cuts a
+group.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ import scipy.fft
 from PIL import Image
 
 # Modes tf.io.decode_image turns into RGB by itself; anything else is re-encoded as RGB PNG.
-TF_DECODABLE = {("JPEG", "RGB"), ("JPEG", "L"), ("JPEG", "CMYK"), ("PNG", "RGB"), ("PNG", "L"),
-                ("PNG", "RGBA"), ("PNG", "LA")}
+TF_DECODABLE = {
+    ("JPEG", "RGB"),
+    ("JPEG", "L"),
+    ("JPEG", "CMYK"),
+    ("PNG", "RGB"),
+    ("PNG", "L"),
+    ("PNG", "RGBA"),
+    ("PNG", "LA"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +63,8 @@ def fingerprint(path: str | pathlib.Path) -> Fingerprint:
 def duplicate_groups(
     fingerprints: list[Fingerprint], max_hamming: int, min_correlation: float
 ) -> np.ndarray:
-    """Group id per image (the index of its group's first member); singletons are their own group."""
+    """Group id per image (the index of its group's first member); singletons are their own
+    group."""
     n = len(fingerprints)
     parent = np.arange(n)
     if n == 0:
@@ -70,7 +79,7 @@ def duplicate_groups(
     hashes = np.stack([f.phash for f in fingerprints])
     thumbs = np.stack([f.thumb for f in fingerprints])
     for i in range(n - 1):  # row by row keeps memory at O(n) for large downloads
-        hamming = (hashes[i + 1:] != hashes[i]).sum(axis=1)
+        hamming = (hashes[i + 1 :] != hashes[i]).sum(axis=1)
         for j in np.nonzero(hamming <= max_hamming)[0] + i + 1:
             if (thumbs[i] @ thumbs[j]) / thumbs.shape[1] >= min_correlation:
                 parent[find(j)] = find(i)

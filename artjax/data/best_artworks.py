@@ -1,14 +1,14 @@
 """TFDS builder for Kaggle's *Best Artworks of All Time* from a manual download directory.
 
-Preparing reads the catalog (`artjax.catalog`), decodes every image once to validate and fingerprint it
-(`artjax.fingerprint`), and writes two splits in TFDS's record format:
+Preparing reads the catalog (`artjax.catalog`), decodes every image once to validate and fingerprint
+it (`artjax.fingerprint`), and writes two splits in TFDS's record format:
   test      the fixed, stratified test split (`artjax.splits.fixed_test_mask`)
   trainval  everything else; each run splits it into train/val from its own seed
 Examples carry image (encoded bytes), label (index into every single-genre style of the download),
 style, artist, filename and group (duplicate group id, shared by near-duplicate scans).
 
-Unreadable files (zero-byte, truncated, not an image) are skipped with one warning listing them and are
-recorded in the dataset's metadata with the duplicate groups, so nothing is dropped silently.
+Unreadable files (zero-byte, truncated, not an image) are skipped with one warning listing them and
+are recorded in the dataset's metadata with the duplicate groups, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from artjax import catalog as catalog_lib
-from artjax import fingerprint as fingerprint_lib
-from artjax import splits
+from artjax.data import catalog as catalog_lib
+from artjax.data import fingerprint as fingerprint_lib
+from artjax.data import splits
 
 TEST_SPLIT, TRAINVAL_SPLIT = "test", "trainval"
 
@@ -46,10 +46,15 @@ def source_fingerprint(root: pathlib.Path) -> str:
 
 
 def make_config(root, test_fraction, max_hamming, min_correlation) -> BestArtworksConfig:
-    params = f"{source_fingerprint(pathlib.Path(root))}-{test_fraction}-{max_hamming}-{min_correlation}"
+    params = (
+        f"{source_fingerprint(pathlib.Path(root))}-{test_fraction}-{max_hamming}-{min_correlation}"
+    )
     name = "src" + hashlib.sha256(params.encode()).hexdigest()[:12]
     return BestArtworksConfig(
-        name=name, test_fraction=test_fraction, max_hamming=max_hamming, min_correlation=min_correlation
+        name=name,
+        test_fraction=test_fraction,
+        max_hamming=max_hamming,
+        min_correlation=min_correlation,
     )
 
 
@@ -96,7 +101,9 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
             raise catalog_lib.DataError(f"{root}: no readable images of single-genre artists")
         cfg = self.builder_config
         groups = fingerprint_lib.duplicate_groups(prints, cfg.max_hamming, cfg.min_correlation)
-        test = splits.fixed_test_mask(images["style"], groups, images["filename"], cfg.test_fraction)
+        test = splits.fixed_test_mask(
+            images["style"], groups, images["filename"], cfg.test_fraction
+        )
 
         styles = sorted(images["style"].unique())
         self.info.features["label"].names = styles
@@ -122,24 +129,27 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, rows):
         for row in rows:
-            yield row["filename"], {
-                "image": row["encoded"],
-                "label": row["style"],
-                "style": row["style"],
-                "artist": row["artist"],
-                "filename": row["filename"],
-                "group": row["group"],
-            }
+            yield (
+                row["filename"],
+                {
+                    "image": row["encoded"],
+                    "label": row["style"],
+                    "style": row["style"],
+                    "artist": row["artist"],
+                    "filename": row["filename"],
+                    "group": row["group"],
+                },
+            )
 
 
-def prepare(root, prepared_dir, test_fraction=0.1, max_hamming=10, min_correlation=0.85) -> BestArtworks:
+def prepare(
+    root, prepared_dir, test_fraction=0.1, max_hamming=10, min_correlation=0.85
+) -> BestArtworks:
     """Prepares (once per download and setting) and returns the builder, ready for `as_dataset`."""
     root = pathlib.Path(root)
     if not (root / "artists.csv").is_file():
         raise catalog_lib.DataError(f"{root}: artists.csv not found (config.data.root)")
     config = make_config(root, test_fraction, max_hamming, min_correlation)
     builder = BestArtworks(data_dir=str(prepared_dir), config=config)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(root))
-    )
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
     return builder

@@ -1,9 +1,10 @@
 """Leak-free splits that keep every duplicate group on one side.
 
-* test: a stratified `test_fraction` of each style that never changes. Groups are ordered by a hash of
-  their identity (the NFC file names of their members), not by a random draw, so the test split is the
-  same across seeds, runs, machines and class sets for the same images.
-* train / val: the rest, split per run from the run's seed, stratified by style, whole groups at a time.
+* test: a stratified `test_fraction` of each style that never changes. Groups are ordered by a hash
+  of their identity (the NFC file names of their members), not by a random draw, so the test split
+  is the same across seeds, runs, machines and class sets for the same images.
+* train / val: the rest, split per run from the run's seed, stratified by style, whole groups at a
+  time.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import pandas as pd
 def _group_table(styles, groups, filenames) -> pd.DataFrame:
     frame = pd.DataFrame({"style": styles, "group": groups, "filename": filenames})
     table = frame.groupby("group").agg(
-        style=("style", "first"), size=("style", "size"), key=("filename", lambda f: "|".join(sorted(f)))
+        style=("style", "first"),
+        size=("style", "size"),
+        key=("filename", lambda f: "|".join(sorted(f))),
     )
     return table
 
 
 def _take_groups(table: pd.DataFrame, order_key, fraction: float) -> set:
-    """Per style, takes groups in `order_key` order until `fraction` of the style's images is reached."""
+    """Per style, takes groups in `order_key` order until `fraction` of the style's images is
+    reached."""
     taken = set()
     for _, style_groups in table.groupby("style"):
         target = round(fraction * style_groups["size"].sum())

@@ -4,8 +4,9 @@ Accepted layouts under the data root (whichever is found first, `images` before 
   images/<Artist_Name>/<Artist_Name>_<N>.jpg          (unzipped, tidy)
   images/images/<Artist_Name>/<Artist_Name>_<N>.jpg   (the zip exactly as downloaded)
   resized/<Artist_Name>_<N>.jpg, resized/resized/...  (the flat, resized copy)
-with `artists.csv` at the root. Artist names are matched to folders/files through `artist_key`, which
-survives spaces vs underscores and the two Unicode forms of one name (NFC vs NFD, e.g. Albrecht Dürer).
+with `artists.csv` at the root. Artist names are matched to folders/files through `artist_key`,
+which survives spaces vs underscores and the two Unicode forms of one name (NFC vs NFD, e.g.
+Albrecht Dürer).
 
 Files without a CSV row and CSV rows without files are reported, never silently dropped.
 """
@@ -62,9 +63,7 @@ def read_artists(csv_path: pathlib.Path) -> pd.DataFrame:
         raise DataError(f"{csv_path}: cannot be read as CSV ({e})") from e
     missing = [c for c in REQUIRED_COLUMNS if c not in artists.columns]
     if missing:
-        raise DataError(
-            f"{csv_path}: missing column(s) {missing}; found {list(artists.columns)}"
-        )
+        raise DataError(f"{csv_path}: missing column(s) {missing}; found {list(artists.columns)}")
     if artists["genre"].isna().any():
         bad = artists.loc[artists["genre"].isna(), "name"].tolist()
         raise DataError(f"{csv_path}: empty 'genre' for artist(s) {bad}")
@@ -150,7 +149,8 @@ def read_catalog(root: str | pathlib.Path) -> Catalog:
     if unmatched:
         logging.warning(
             "%d image file(s) have no artist row in artists.csv and are skipped: %s",
-            len(unmatched), unmatched,
+            len(unmatched),
+            unmatched,
         )
     if without_files:
         logging.warning(
@@ -190,7 +190,7 @@ def resolve_classes(spec: str | list | tuple, available_styles) -> tuple[str, ..
     classes = tuple(s for s in wanted if s in available)
     if len(classes) < 2:
         raise DataError(
-            f"class set {spec!r} leaves {list(classes)}: at least two styles with images are needed; "
-            f"styles with images: {available}"
+            f"class set {spec!r} leaves {list(classes)}: at least two styles with images are "
+            f"needed; styles with images: {available}"
         )
     return classes

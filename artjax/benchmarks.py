@@ -1,0 +1,289 @@
+"""Benchmarks behind `python -m artjax.bench` (commands, not timed tests; their output goes into
+BENCHMARKS.md with the machine and the date): the input pipeline against Keras's
+ImageDataGenerator, train steps against Keras on CPU, and an accelerator's throughput, MFU and
+memory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import multiprocessing
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import jax_utils
+
+from artjax import configs, models, steps, train_state
+from artjax.data import catalog
+from artjax.data import input_pipeline as ip
+from artjax.data import preprocess as pp
+
+# bf16 dense peak FLOP/s by device kind, for MFU (vendor figures; SXM parts).
+PEAK_FLOPS = {
+    "NVIDIA H200": 989e12,
+    "NVIDIA H100": 989e12,
+    "NVIDIA A100": 312e12,
+    "TPU v4": 275e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+}
+
+
+def _rate(iterator, images: int, batch: int) -> float:
+    start = time.perf_counter()
+    for _ in range(images // batch):
+        next(iterator)
+    return (images // batch) * batch / (time.perf_counter() - start)
+
+
+def keras_generator(data: ip.PreparedData, config):
+    """The study's loader: flow_from_dataframe over the training files, same augmentation."""
+    import pandas as pd
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    train_files = {
+        f
+        for f, style, _, _ in ip.split_metadata(data.builder, "trainval")
+        if style in data.classes and f not in data.val_files
+    }
+    images = catalog.read_catalog(data.root).images
+    images = images[images["filename"].isin(train_files)]
+    a = config.data.augment
+    generator = ImageDataGenerator(
+        rescale=1 / 255,
+        rotation_range=a.rotation,
+        width_shift_range=a.width_shift,
+        height_shift_range=a.height_shift,
+        shear_range=a.shear,
+        zoom_range=a.zoom,
+        brightness_range=list(a.brightness),
+        horizontal_flip=a.horizontal_flip,
+        fill_mode="nearest",
+    )
+    return generator.flow_from_dataframe(
+        pd.DataFrame({"filename": images["path"], "class": images["style"]}),
+        x_col="filename",
+        y_col="class",
+        target_size=(config.data.image_size, config.data.image_size),
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+
+
+def bench_pipeline(config, n: int) -> dict:
+    data = ip.prepare_data(config.data, config.seed)
+    batch = config.batch_size
+    decode_only = (
+        ip.split_dataset(data, "train")
+        .repeat()
+        .map(pp.compose(ip.decode_ops(config.data.image_size)), -1)
+        .batch(batch)
+        .prefetch(-1)
+        .as_numpy_iterator()
+    )
+    rates = {"decode+resize": _rate(decode_only, n, batch)}
+    train_images = data.num_examples("train")
+    full = ip.train_dataset(data, config, num_devices=1).as_numpy_iterator()
+    rates["full, cold (first pass)"] = _rate(full, min(n, train_images), batch)
+    _rate(full, train_images, batch)  # finish filling the cache
+    rates["full, warm (cached)"] = _rate(full, n, batch)
+    rates["keras ImageDataGenerator"] = _rate(iter(keras_generator(data, config)), n, batch)
+    return rates
+
+
+def _time_steps(step, n) -> float:
+    """Median seconds per step over `n` steps after two warm-up steps; `step()` blocks. (pmap
+    compiles
+    twice: the replicated input state and the step's output state carry different shardings.) The
+    median, because on a shared 2-core VM single steps now and then run 10-20% slow."""
+    step()
+    step()
+    seconds = []
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
+
+
+def _train_step_and_state(config):
+    """artjax's pmap'd train step (unit class weights, donated state) and a fresh replicated
+    state."""
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = jax_utils.replicate(train_state.create_train_state(config, model, steps_per_epoch=100))
+    p_step = jax.pmap(
+        functools.partial(steps.train_step, class_weights=jnp.ones(6)),
+        axis_name=steps.AXIS,
+        donate_argnums=(0,),
+    )
+    return p_step, state
+
+
+def _blocking_step(p_step, state, next_batch):
+    """(step, holder): `step()` runs `p_step` on `next_batch()` and blocks; holder[0] is the latest
+    state."""
+    holder = [state]
+
+    def step():
+        holder[0], metrics = p_step(holder[0], next_batch())
+        jax.block_until_ready(metrics)
+
+    return step, holder
+
+
+def _step_seconds(p_step, state, next_batch, n: int):
+    """(seconds per step, the state after the timed steps) of `p_step` fed by `next_batch()`."""
+    step, holder = _blocking_step(p_step, state, next_batch)
+    return _time_steps(step, n), holder[0]
+
+
+def artjax_train_step(name: str, batch: int, size: int, conv_impl: str):
+    """A blocking call of artjax's pmap'd train step on one fixed synthetic batch."""
+    config = configs.base_config()
+    config.data.image_size = size
+    config.model.conv_impl = conv_impl
+    if name == "cnn":
+        config.model.name = "cnn"
+    else:
+        config.model.name, config.model.depth, config.model.variant = "resnet", 50, "v1"
+    p_step, state = _train_step_and_state(config)
+    devices = jax.local_device_count()
+    rng = np.random.default_rng(0)
+    data = {
+        "image": rng.random((devices, batch // devices, size, size, 3), np.float32),
+        "label": rng.integers(0, 6, (devices, batch // devices)).astype(np.int32),
+    }
+    return _blocking_step(p_step, state, lambda: data)[0]
+
+
+def keras_train_step(name: str, batch: int, size: int):
+    """A blocking Keras `train_on_batch` of the same architecture on one fixed synthetic batch."""
+    import keras  # only this benchmark needs Keras
+
+    if name == "cnn":  # the study's Sequential model
+        layers = [keras.Input((size, size, 3))]
+        for f in (32, 64, 128, 128):
+            layers += [keras.layers.Conv2D(f, 3, activation="relu"), keras.layers.MaxPooling2D(2)]
+        layers += [
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.4),
+            keras.layers.Dense(512, activation="relu"),
+            keras.layers.Dense(6),
+        ]
+        model = keras.Sequential(layers)
+    else:
+        model = keras.applications.ResNet50(
+            weights=None, input_shape=(size, size, 3), classes=6, classifier_activation=None
+        )
+    # jit_compile=False: TensorFlow's own (oneDNN) kernels, the study's stack; XLA would give Keras
+    # the same slow CPU convolution backward pass as artjax's conv_impl=xla.
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, size, size, 3), np.float32)
+    y = rng.integers(0, 6, batch)
+    return lambda: model.train_on_batch(x, y)
+
+
+def _measure_in_this_process(
+    framework: str, name: str, batch: int, size: int, impl: str, n: int
+) -> float:
+    # The spawned process inherits the parent's malloc settings as GLIBC_TUNABLES
+    # (artjax.host_memory).
+    step = (
+        keras_train_step(name, batch, size)
+        if framework == "keras"
+        else artjax_train_step(name, batch, size, impl)
+    )
+    return batch / _time_steps(step, n)
+
+
+def bench_train(model_names, size: int, n: int, rounds: int) -> list[tuple[str, str, float]]:
+    """Images/s (median step) of Keras and each artjax conv_impl, every measurement in a fresh
+    process: in one process TensorFlow's and XLA's idle thread pools slow each other down
+    (BENCHMARKS.md). A shared VM's speed drifts over minutes, so `rounds` > 1 alternates the
+    implementations round by round and reports each one's median."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for name in model_names:
+        batch = {"cnn": 32, "resnet50": 16}[name]
+        candidates = [("keras (TF backend)", "keras", "")] + [
+            (f"artjax pmap, conv_impl={impl}", "artjax", impl) for impl in ("xla", "patches")
+        ]
+        rates = {who: [] for who, _, _ in candidates}
+        for _ in range(rounds):
+            for who, framework, impl in candidates:
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                    rates[who].append(
+                        pool.submit(
+                            _measure_in_this_process, framework, name, batch, size, impl, n
+                        ).result()
+                    )
+        rows += [(name, who, float(np.median(r))) for who, r in rates.items()]
+    return rows
+
+
+def peak_flops(device) -> float | None:
+    kind = device.device_kind
+    return next((v for k, v in PEAK_FLOPS.items() if kind.startswith(k)), None)
+
+
+def bench_accelerator(
+    config, sizes, dtypes, batch_per_device: int, n: int, with_pipeline: bool
+) -> list[dict]:
+    """One row per (input, size, dtype): img/s, step ms, MFU, peak memory. `config.model` is
+    timed."""
+    devices = jax.local_devices()
+    peak = peak_flops(devices[0])
+    rows = []
+    data = ip.prepare_data(config.data, config.seed) if with_pipeline else None
+    for size in sizes:
+        for dtype in dtypes:
+            config.data.image_size, config.model.dtype = size, dtype
+            config.batch_size = batch_per_device * len(devices)
+            p_step, state = _train_step_and_state(config)
+            rng = np.random.default_rng(0)
+            shard = jax.sharding.NamedSharding(
+                jax.sharding.Mesh(np.array(devices), ("d",)), jax.sharding.PartitionSpec("d")
+            )
+            synthetic_batch = jax.device_put(
+                {
+                    "image": rng.random(
+                        (len(devices), batch_per_device, size, size, 3), np.float32
+                    ),
+                    "label": rng.integers(0, 6, (len(devices), batch_per_device)).astype(np.int32),
+                },
+                shard,
+            )
+            cost = p_step.lower(state, synthetic_batch).compile().cost_analysis()
+            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+            flops_per_step = (cost or {}).get("flops", 0.0)  # per device
+            sources = [("synthetic", lambda: synthetic_batch)]
+            if with_pipeline:
+                batches = jax_utils.prefetch_to_device(
+                    ip.train_dataset(data, config, len(devices)).as_numpy_iterator(), 2
+                )
+                sources.append(("tf.data", lambda: next(batches)))
+            for source, next_batch in sources:
+                seconds, state = _step_seconds(p_step, state, next_batch, n)
+                memory = (devices[0].memory_stats() or {}).get("peak_bytes_in_use")
+                rows.append(
+                    dict(
+                        input=source,
+                        size=size,
+                        dtype=dtype,
+                        images_per_second=config.batch_size / seconds,
+                        step_ms=1000 * seconds,
+                        mfu=(flops_per_step / seconds / peak)
+                        if (peak and flops_per_step)
+                        else None,
+                        peak_memory_gib=memory / 2**30 if memory else None,
+                    )
+                )
+    return rows

@@ -1,0 +1,93 @@
+"""The study's figures of an evaluated split. Drawn on matplotlib `Figure`s (no pyplot), so no
+backend needs choosing and nothing is shown on a screen."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from artjax import checkpointing
+from artjax.data import catalog
+
+
+def _save(fig: Figure, path: pathlib.Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def confusion_matrix(path, cm, classes, title_suffix: str = "") -> None:
+    cm = np.asarray(cm)
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(
+            j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black"
+        )
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"Confusion matrix{title_suffix}", fontsize=9)
+    _save(fig, path)
+
+
+def classification_report(path, report, classes, title_suffix: str = "") -> None:
+    table = np.array(
+        [[report["per_class"][c][k] for k in ("precision", "recall", "f1")] for c in classes]
+    )
+    fig = Figure(figsize=(6, 0.5 * len(classes) + 1.5))
+    ax = fig.subplots()
+    ax.imshow(table, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(table):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center")
+    ax.set_xticks(range(3), ["precision", "recall", "f1"])
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_title(f"Classification report{title_suffix}", fontsize=9)
+    _save(fig, path)
+
+
+def training_curves(path, workdir, title_suffix: str = "") -> bool:
+    """Train/val accuracy and loss per epoch from the workdir's metrics.jsonl; False if it has
+    none."""
+    history = checkpointing.read_metrics(workdir)
+    if not history:
+        return False
+    fig = Figure(figsize=(10, 4))
+    epochs = [h["epoch"] for h in history]
+    for ax, kind in zip(fig.subplots(1, 2), ("accuracy", "loss")):
+        ax.plot(epochs, [h[f"train_{kind}"] for h in history], label="train")
+        ax.plot(epochs, [h[f"val_{kind}"] for h in history], label="val")
+        ax.set_xlabel("epoch")
+        ax.set_title(kind + title_suffix, fontsize=9)
+        ax.legend()
+    _save(fig, path)
+    return True
+
+
+def misclassified(
+    path, filenames, labels, predictions, classes, data_root, title_suffix: str = "", limit=24
+):
+    """A grid of the first `limit` misclassified images, read from the download; False if none."""
+    wrong = np.nonzero(predictions != labels)[0][:limit]
+    if not len(wrong):
+        return False
+    image_dir, flat = catalog.find_image_dir(pathlib.Path(data_root))
+    cols = 6
+    rows = -(-len(wrong) // cols)
+    fig = Figure(figsize=(2.2 * cols, 2.5 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong):
+        name = filenames[i].decode()
+        image_path = image_dir / (pathlib.Path(name).name if flat else name)
+        if image_path.is_file():
+            ax.imshow(Image.open(image_path).convert("RGB"))
+        ax.set_title(f"true: {classes[labels[i]]}\npred: {classes[predictions[i]]}", fontsize=7)
+    fig.suptitle(f"Misclassified{title_suffix}", fontsize=9)
+    _save(fig, path)
+    return True

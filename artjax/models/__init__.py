@@ -1,0 +1,122 @@
+"""Flax models: the study's small CNN (`cnn`), a bottleneck ResNet (`resnet`) and EfficientNet-Lite
+(`efficientnet_lite`), built by name from a config's `model` section (`create_model`).
+
+Every submodule has an explicit `name=`, so ported weights map through explicit key tables
+(`resnet.port_table`, `efficientnet_lite.port_table`; `porting` applies them). Convolutions and
+max-pooling come in two implementations with the same parameters (`model.conv_impl`): XLA's native
+ops (`layers`) and the custom-VJP kernels for XLA's CPU backend (`cpu_ops`); "auto" takes the CPU
+kernels on CPU and XLA's ops on GPU/TPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from artjax.models import cpu_ops, efficientnet_lite, layers, resnet
+from artjax.models.backbone import Backbone
+from artjax.models.cnn import BaselineCNN
+from artjax.models.efficientnet_lite import EfficientNetLite
+from artjax.models.resnet import ResNet
+from artjax.registry import Registry
+
+__all__ = ["Backbone", "BaselineCNN", "EfficientNetLite", "ResNet", "create_model", "kernels"]
+
+
+class Kernels(NamedTuple):
+    conv: Any  # the convolution layer (a Module class with `layers.Conv`'s fields)
+    pool: Callable  # max_pool(x, window, stride, padding)
+
+
+XLA = Kernels(layers.Conv, layers.max_pool)
+CPU = Kernels(cpu_ops.PatchesConv, cpu_ops.max_pool)
+CONV_IMPLS = Registry(
+    "model.conv_impl",
+    {
+        "auto": lambda: CPU if jax.default_backend() == "cpu" else XLA,
+        "xla": lambda: XLA,
+        "patches": lambda: CPU,
+    },
+)
+DTYPES = Registry("model.dtype", {"float32": jnp.float32, "bfloat16": jnp.bfloat16})
+
+
+def kernels(conv_impl: str) -> Kernels:
+    """The convolution layer and pooling function that `model.conv_impl` names, for this backend."""
+    return CONV_IMPLS[conv_impl]()
+
+
+def _cnn(m, num_classes, dtype, ops, axis_name, frozen_norms):
+    del axis_name, frozen_norms  # no BatchNorm
+    return BaselineCNN(
+        num_classes, dropout_rate=m.dropout_rate, dtype=dtype, conv=ops.conv, pool=ops.pool
+    )
+
+
+def _resnet(m, num_classes, dtype, ops, axis_name, frozen_norms):
+    return ResNet(
+        num_classes,
+        stage_sizes=tuple(m.stage_sizes) or resnet.DEPTHS[m.depth],
+        variant=m.variant,
+        width=m.width,
+        bn_momentum=m.bn_momentum,
+        dropout_rate=m.dropout_rate,
+        dtype=dtype,
+        axis_name=axis_name,
+        conv=ops.conv,
+        pool=ops.pool,
+        frozen_norms=tuple(frozen_norms),
+        pooled_stages=tuple(m.pooled_stages),
+    )
+
+
+def _efficientnet_lite(m, num_classes, dtype, ops, axis_name, frozen_norms):
+    efficientnet_lite.VERSIONS[m.lite_version]  # validated here, before the first trace
+    return EfficientNetLite(
+        num_classes,
+        version=m.lite_version,
+        dropout_rate=m.dropout_rate,
+        drop_connect_rate=m.drop_connect_rate,
+        bn_momentum=m.bn_momentum,
+        dtype=dtype,
+        axis_name=axis_name,
+        conv=ops.conv,
+        frozen_norms=tuple(frozen_norms),
+        pooled_stages=tuple(m.pooled_stages),
+    )
+
+
+MODELS = Registry(
+    "model.name", {"cnn": _cnn, "resnet": _resnet, "efficientnet_lite": _efficientnet_lite}
+)
+
+
+def create_model(
+    model_config, num_classes: int, axis_name: str | None = None, frozen_norms: tuple[str, ...] = ()
+):
+    """The module that `model_config.name` names. `axis_name` synchronizes BatchNorm statistics
+    under pmap; `frozen_norms` are BatchNorm layers kept in inference mode (artjax.transfer)."""
+    build = MODELS[model_config.name]
+    dtype, ops = DTYPES[model_config.dtype], kernels(model_config.conv_impl)
+    return build(model_config, num_classes, dtype, ops, axis_name, frozen_norms)
+
+
+def abstract_variables(model, image_size: int) -> dict:
+    """The shapes and dtypes of `model`'s variables for square RGB inputs, without computing
+    them."""
+    return jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3)))
+    )
+
+
+def features_fn(model):
+    """apply(variables, images, **kw) -> the pooled features a Backbone's head sees."""
+    return functools.partial(model.apply, method="features")
+
+
+def head_apply(model):
+    """apply(variables, features, **kw) -> logits: the head of a Backbone on cached features."""
+    return functools.partial(model.apply, method="classify")

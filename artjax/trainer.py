@@ -1,0 +1,241 @@
+"""The training loop: `train_and_evaluate(config, workdir)` trains with a pmap'd step over all local
+devices, validates and checkpoints every epoch (Orbax), and resumes from the latest checkpoint of
+`workdir`. Periodic work is done by hooks (`artjax.hooks`); the batches come from a `BatchSource`
+chosen at set-up: images through tf.data, or a frozen backbone's cached features with the head's
+apply function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+import time
+from typing import Callable, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import jax_utils
+
+from artjax import checkpointing, hooks, models, steps, train_state, transfer
+from artjax.data import feature_batches
+from artjax.data import input_pipeline as ip
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSource:
+    train: Iterator[dict]  # endless training batches, from the step the run resumes at
+    val: Callable[[], Iterable[dict]]  # one padded, masked pass over the validation split
+    # what the steps apply to batch["image"]; None: the model on images
+    apply_fn: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Everything the loop needs, built once by `set_up`."""
+
+    config: object
+    workdir: pathlib.Path
+    run: dict  # the run record (workdir/run.json)
+    ckpt: checkpointing.Checkpoints
+    state: steps.TrainState  # replicated over the local devices
+    start_step: int
+    steps_per_epoch: int
+    batches: BatchSource
+    p_train_step: Callable
+    p_eval_step: Callable
+
+
+def run_record(config, data: ip.PreparedData) -> dict:
+    """What evaluation and prediction need besides the checkpoint (written as workdir/run.json).
+    Paths are made absolute so the workdir can be evaluated from anywhere."""
+    config = config.copy_and_resolve_references()
+    config.data.root = str(data.root.absolute())
+    config.data.prepared_dir = str(pathlib.Path(config.data.prepared_dir).absolute())
+    return dict(
+        model=config.model.to_dict(),
+        classes=list(data.classes),
+        image_size=config.data.image_size,
+        normalization=config.data.normalization,
+        synthetic=data.synthetic,
+        data_root=config.data.root,
+        counts=data.counts,
+        class_weights=data.class_weights.tolist(),
+        config=json.loads(config.to_json_best_effort()),
+    )
+
+
+def image_batches(data, config, num_devices: int, start_step: int) -> BatchSource:
+    return BatchSource(
+        train=ip.train_dataset(
+            data, config, num_devices, start_step=start_step
+        ).as_numpy_iterator(),
+        val=lambda: ip.eval_dataset(data, "val", config, num_devices).as_numpy_iterator(),
+    )
+
+
+def cached_feature_batches(
+    data, config, model, state, num_devices: int, start_step: int
+) -> BatchSource:
+    """The frozen backbone runs once per train and val image; the head then trains on its
+    features."""
+    start = time.perf_counter()
+    p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
+    variables = jax_utils.replicate({"params": state.params, "batch_stats": state.batch_stats})
+    features = {
+        split: feature_batches.compute_features(
+            p_features,
+            variables,
+            ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator(),
+        )
+        for split in ("train", "val")
+    }
+    count = sum(len(f["label"]) for f in features.values())
+    hooks.report(f"backbone features of {count} images: {time.perf_counter() - start:.1f}s")
+    return BatchSource(
+        train=feature_batches.train_batches(
+            features["train"], config, num_devices, start_step, data.counts["train"]
+        ),
+        val=lambda: feature_batches.eval_batches(
+            features["val"], config, num_devices, data.num_examples("val")
+        ),
+        apply_fn=models.head_apply(model),
+    )
+
+
+def initial_state(config, model, plan, classes, steps_per_epoch, ckpt) -> steps.TrainState:
+    """A fresh state (with `config.init.checkpoint`'s weights), or the workdir's latest checkpoint.
+    A resumed run restores everything from its own checkpoint: init.checkpoint is not read again."""
+    resuming = ckpt.latest_step() is not None
+    state = train_state.create_train_state(
+        config, model, steps_per_epoch, classes=None if resuming else classes, plan=plan
+    )
+    hooks.report(f"parameters:\n{train_state.parameter_overview(state.params)}")
+    if config.freeze.trainable != "all":
+        hooks.report(
+            f"trainable layers ({config.freeze.trainable}): {len(plan.trainable)}, from "
+            f"{plan.trainable[0]!r}; BatchNorm in inference mode: {len(plan.frozen_norms)} layers"
+        )
+    if resuming:
+        state = ckpt.restore(ckpt.latest_step(), state)
+        hooks.report(f"resumed from step {int(state.step)} in {ckpt.workdir}")
+    return state
+
+
+def pmapped_steps(config, data, state, plan, apply_fn) -> tuple[Callable, Callable]:
+    """The train and eval steps mapped over the local devices (named axis steps.AXIS)."""
+    weights = data.class_weights if config.class_weighted else np.ones(len(data.classes))
+    trainable = transfer.trainable_keys(state.params, plan)
+    train_step = functools.partial(
+        steps.train_step,
+        class_weights=jnp.asarray(weights, jnp.float32),
+        label_smoothing=config.label_smoothing,
+        normalize_weights=config.normalize_class_weights,
+        trainable=None if len(trainable) == len(jax.tree.leaves(state.params)) else trainable,
+        apply_fn=apply_fn,
+    )
+    eval_step = functools.partial(steps.eval_step, apply_fn=apply_fn)
+    return (
+        jax.pmap(train_step, axis_name=steps.AXIS, donate_argnums=(0,)),
+        jax.pmap(eval_step, axis_name=steps.AXIS),
+    )
+
+
+def set_up(config, workdir) -> Setup:
+    """Data, model, state (fresh or resumed from the workdir's latest checkpoint), batches and the
+    pmap'd steps of a run."""
+    workdir = pathlib.Path(workdir)
+    num_devices = jax.local_device_count()
+    data = ip.prepare_data(config.data, config.seed)
+    run = run_record(config, data)
+    if jax.process_index() == 0:
+        # Refuses a workdir that holds another run before anything is written.
+        checkpointing.write_run(workdir, run)
+    if data.synthetic:
+        logging.warning(
+            "training on the embedded SYNTHETIC set: results say nothing about paintings"
+        )
+
+    model, plan = train_state.build_model(config, len(data.classes))
+    steps_per_epoch = data.num_examples("train") // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} exceeds the {data.num_examples('train')} "
+            "training images"
+        )
+    ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
+    state = initial_state(config, model, plan, data.classes, steps_per_epoch, ckpt)
+    start_step = int(state.step)
+    if transfer.uses_cached_features(config, plan):
+        batches = cached_feature_batches(data, config, model, state, num_devices, start_step)
+    else:
+        batches = image_batches(data, config, num_devices, start_step)
+    if config.prefetch_to_device:
+        prefetched = jax_utils.prefetch_to_device(batches.train, config.prefetch_to_device)
+        batches = dataclasses.replace(batches, train=prefetched)
+    p_train_step, p_eval_step = pmapped_steps(config, data, state, plan, batches.apply_fn)
+    return Setup(
+        config=config,
+        workdir=workdir,
+        run=run,
+        ckpt=ckpt,
+        state=jax_utils.replicate(state),
+        start_step=start_step,
+        steps_per_epoch=steps_per_epoch,
+        batches=batches,
+        p_train_step=p_train_step,
+        p_eval_step=p_eval_step,
+    )
+
+
+def default_hooks(setup: Setup) -> list[hooks.Hook]:
+    c = setup.config
+    metrics = hooks.TrainMetrics(
+        setup.steps_per_epoch, c.log_every_steps, c.batch_size, setup.workdir
+    )
+    found = [
+        metrics,
+        hooks.ProgressBar(metrics, c.num_epochs),
+        hooks.CompileTimer(setup.start_step),
+        hooks.Validation(setup.p_eval_step, setup.batches.val),
+        hooks.MetricWriter(setup.workdir),
+        hooks.Checkpointer(setup.ckpt, setup.run, c.checkpoint_every_epochs, c.num_epochs),
+    ]
+    if c.profile_start_step >= 0:
+        found.append(
+            hooks.Profiler(c.profile_start_step, c.profile_steps, setup.workdir / "profile")
+        )
+    return found
+
+
+def train_loop(setup: Setup, loop_hooks: list[hooks.Hook]) -> dict:
+    """Runs the epochs left; returns the last epoch's summary (train and validation metrics)."""
+    state, summary = setup.state, {}
+    first_epoch = setup.start_step // setup.steps_per_epoch
+    try:
+        for epoch in range(first_epoch, setup.config.num_epochs):
+            for step in range(epoch * setup.steps_per_epoch, (epoch + 1) * setup.steps_per_epoch):
+                for hook in loop_hooks:
+                    hook.before_step(step)
+                state, metrics = setup.p_train_step(state, next(setup.batches.train))
+                for hook in loop_hooks:
+                    hook.after_step(step, metrics)
+            summary = {"epoch": epoch + 1}
+            for hook in loop_hooks:
+                hook.end_epoch(epoch + 1, step + 1, state, summary)
+    except hooks.StopTraining:
+        pass
+    finally:
+        for hook in loop_hooks:
+            hook.close()
+    return summary
+
+
+def train_and_evaluate(config, workdir, *, extra_hooks: Iterable[hooks.Hook] = ()) -> dict:
+    """Trains `config` in `workdir` (resuming from its latest checkpoint); returns the last epoch's
+    metrics, validation included. `extra_hooks` run after the default ones."""
+    setup = set_up(config, workdir)
+    return train_loop(setup, default_hooks(setup) + list(extra_hooks))

@@ -1,0 +1,49 @@
+"""The package layout's rules: commands import library modules, never each other, and importing a
+library module has no side effects on TensorFlow's devices or matplotlib's backend."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+from tests.conftest import PROJECT_ROOT
+
+COMMANDS = {"train", "evaluate", "predict", "eda", "bench", "port"}
+
+
+def _imported_artjax_modules(path: pathlib.Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("artjax"):
+            found |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("artjax")}
+    return found
+
+
+def test_no_module_imports_a_command():
+    commands = {f"artjax.{c}" for c in COMMANDS}
+    offenders = {
+        str(path.relative_to(PROJECT_ROOT)): sorted(_imported_artjax_modules(path) & commands)
+        for path in (PROJECT_ROOT / "artjax").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    for command in COMMANDS:  # every command is a module with a main
+        assert "def main(" in (PROJECT_ROOT / "artjax" / f"{command}.py").read_text()
+
+
+def test_importing_the_library_changes_no_process_state():
+    # Record what importing does to TensorFlow's devices and matplotlib's backend: nothing.
+    code = (
+        "import matplotlib, tensorflow as tf; calls = []; "
+        "tf.config.set_visible_devices = lambda *a, **k: calls.append('set_visible_devices'); "
+        "matplotlib.use = lambda *a, **k: calls.append('matplotlib.use'); "
+        "import artjax.trainer, artjax.evaluation, artjax.inference, artjax.benchmarks, "
+        "artjax.data.exploration, artjax.models.porting, artjax.cli; print(calls); "
+        "artjax.cli.setup_process(); print(calls)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-3:-1] == ["[]", "['set_visible_devices']"]
