@@ -44,11 +44,7 @@ def keras_generator(data: ip.PreparedData, config):
     import pandas as pd
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
-    train_files = {
-        f
-        for f, style, _, _ in ip.split_metadata(data.builder, "trainval")
-        if style in data.classes and f not in data.val_files
-    }
+    train_files = data.members["train"]
     images = catalog.read_catalog(data.root).images
     images = images[images["filename"].isin(train_files)]
     a = config.data.augment

@@ -6,6 +6,9 @@ workdir/
   checkpoints/<step>/{state, run}   every `checkpoint_every_epochs`; the latest `keep` and the best
   metrics.jsonl     one line per epoch (train/val loss and accuracy)
   tensorboard/      the same as TensorBoard events
+
+A cross-validation workdir (artjax.cv) holds cv.json, fold_<k>/ (each an ordinary run workdir) and
+the CV report.
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ IDENTITY_KEYS = ("model", "classes", "image_size", "normalization")
 
 class CheckpointMismatchError(ValueError):
     pass
+
+
+CV_FILE = "cv.json"  # marks a cross-validation workdir (artjax.cv) and lists its fold workdirs
+
+
+def is_cv_workdir(workdir) -> bool:
+    return (pathlib.Path(workdir) / CV_FILE).is_file()
+
+
+def fold_workdirs(cv_workdir) -> list[pathlib.Path]:
+    """The fold workdirs of a cross-validation workdir, in fold order."""
+    cv_workdir = pathlib.Path(cv_workdir)
+    record = json.loads((cv_workdir / CV_FILE).read_text())
+    return [cv_workdir / name for name in record["fold_workdirs"]]
 
 
 def read_run(workdir) -> dict:

@@ -15,7 +15,17 @@ def data_config() -> ml_collections.ConfigDict:
     d.root = ""
     d.synthetic_dir = "data/synthetic"
     d.prepared_dir = "data/prepared"  # TFDS records, one copy per download and split setting
-    d.classes = "study"  # "study" (the six), "all" (every single-genre style) or "A,B,C"
+    # "study" (the six), "all" (every single-genre style), "genres" (multi-label: every genre an
+    # artist with images lists, multi-genre artists included) or "A,B,C"
+    d.classes = "study"
+    d.min_class_images = 0  # "all", "genres": classes with fewer images are left out
+    # Validation drawn from the training pool by "image" (seeded, stratified, whole duplicate
+    # groups) or by "artist" (whole artists: one per class that has two or more).
+    d.split_by = "image"
+    # One cross-validation fold (artjax.cv sets these): by "" (none), "image" (K folds of the
+    # non-test images; the fold is the validation split) or "artist" (folds of held-out artists,
+    # all their images are the fold's test split; folds = 0: one artist per fold).
+    d.cv = ml_collections.ConfigDict(dict(by="", folds=5, fold=0))
     d.image_size = 200
     d.test_fraction = 0.1  # fixed test split per style; changing it changes the test split
     d.val_fraction = 0.1  # of the rest, resampled per run from config.seed (study: ~9% of all)
@@ -90,6 +100,9 @@ def base_config() -> ml_collections.ConfigDict:
     # RESULTS.md).
     config.normalize_class_weights = True
     config.label_smoothing = 0.0
+    # Multi-label class sets: "sigmoid" (binary cross-entropy per class) or "softmax" (softmax
+    # cross-entropy against the listed genres as a uniform soft target); steps.MULTI_LABEL_LOSSES
+    config.multi_label_loss = "sigmoid"
     config.log_every_steps = 20  # host syncs (metrics, NaN check) only at these intervals
     config.checkpoint_every_epochs = 1
     config.keep_checkpoints = 2  # latest N, plus the best by `best_metric`
@@ -126,6 +139,9 @@ def freeze_config() -> ml_collections.ConfigDict:
     f.batch_norm = "trainable"  # transfer.BATCH_NORM: "trainable" layers' BN updates its statistics
     # head-only training without augmentation: backbone features computed once
     f.cache_features = True
+    # A directory where frozen-backbone runs share one computation of every image's features
+    # (artjax.cv sets it for its folds); "": each run computes its own.
+    f.feature_cache = ""
     return f
 
 

@@ -1,5 +1,12 @@
-"""Evaluation from a workdir alone: `python -m artjax.evaluate --workdir checkpoints/<run>
-[--split test|val] [--checkpoint best|latest|STEP]`. What it writes: `artjax.evaluation`."""
+"""Evaluation from a workdir alone:
+
+  python -m artjax.evaluate --workdir checkpoints/<run> [--split test|val] \
+      [--checkpoint best|latest|STEP]
+  python -m artjax.evaluate --workdir checkpoints/<run> --images DIR   (paintings of unseen artists)
+
+A cross-validation workdir (artjax.cv) is evaluated as the bag of its fold models. What it writes:
+`artjax.evaluation`.
+"""
 
 from __future__ import annotations
 
@@ -17,31 +24,80 @@ from artjax.data import input_pipeline as ip
 from artjax.data import synthetic
 
 
+def print_artists(report) -> None:
+    for artist, a in report["per_artist"].items():
+        top = ", ".join(f"{c} {n}" for c, n in list(a["predicted"].items())[:3])
+        print(
+            f"  {artist:<28} listed {a['share_listed']:.3f} of {a['images']:>4}  "
+            f"({','.join(a['listed_genres'])}; predicted: {top})"
+        )
+    if report["artists_not_scored"]:
+        print(f"  not scored (no listed genre among the classes): {report['artists_not_scored']}")
+    if report["overall_share_listed"] is not None:
+        print(
+            f"listed genre: overall {report['overall_share_listed']:.4f}, "
+            f"macro over artists {report['macro_share_listed']:.4f}"
+        )
+
+
+def print_report(report) -> None:
+    source = (
+        f"bag of {report['models']} fold models"
+        if report["models"] > 1
+        else f"step {report['step']}"
+    )
+    print(f"{report['split']} split, {source} ({report['checkpoint']}), {report['images']} images")
+    if "mean_average_precision" in report:
+        print(
+            f"mAP {report['mean_average_precision']:.4f}  top-1 within listed genres "
+            f"{report['top1_within_listed']:.4f}"
+        )
+        for c, m in report["per_class"].items():
+            ap = "n/a" if m["average_precision"] is None else f"{m['average_precision']:.3f}"
+            print(f"  {c:<28} AP {ap}  support {m['support']}")
+    else:
+        print(
+            f"accuracy {report['accuracy']:.4f}  "
+            f"balanced accuracy {report['balanced_accuracy']:.4f}  "
+            f"macro F1 {report['macro']['f1']:.4f}  weighted F1 {report['weighted']['f1']:.4f}"
+        )
+        for c, m in report["per_class"].items():
+            print(
+                f"  {c:<24} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+                f"f1 {m['f1']:.3f}  support {m['support']}"
+            )
+    print("per artist:")
+    print_artists(report["artists"])
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup_process()
     args = flags.FLAGS
-    report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
-    if report["synthetic"]:
-        print(synthetic.BANNER)
-    print(
-        f"{report['split']} split, step {report['step']} ({report['checkpoint']}), "
-        f"{report['images']} images"
-    )
-    print(
-        f"accuracy {report['accuracy']:.4f}  balanced accuracy {report['balanced_accuracy']:.4f}  "
-        f"macro F1 {report['macro']['f1']:.4f}  weighted F1 {report['weighted']['f1']:.4f}"
-    )
-    for c, m in report["per_class"].items():
-        print(
-            f"  {c:<24} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
-            f"f1 {m['f1']:.3f}  support {m['support']}"
-        )
-    print(f"artifacts in {pathlib.Path(args.workdir) / ('eval_' + report['split'])}")
+    if args.images:
+        report = evaluation.evaluate_images(args.workdir, args.images, args.checkpoint)
+        if report["synthetic"]:
+            print(synthetic.BANNER)
+        print(f"{report['images']} images of {args.images}, {report['models']} model(s)")
+        for name in ("unreadable_files", "files_without_artist_row"):
+            if report[name]:
+                print(f"  {name.replace('_', ' ')}: {report[name]}")
+        print_artists(report)
+        out = pathlib.Path(args.workdir) / f"eval_images_{pathlib.Path(args.images).name}"
+    else:
+        report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
+        if report["synthetic"]:
+            print(synthetic.BANNER)
+        print_report(report)
+        out = pathlib.Path(args.workdir) / f"eval_{report['split']}"
+    print(f"artifacts in {out}")
 
 
 if __name__ == "__main__":
     cli.define_checkpoint_flags()
     flags.DEFINE_enum("split", "test", list(ip.SPLITS), "Split to evaluate.")
+    flags.DEFINE_string(
+        "images", None, "A Kaggle-layout folder (artists.csv + images/) to report on."
+    )
     app.run(main)

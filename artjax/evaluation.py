@@ -9,6 +9,9 @@ a per-class accuracy table and a grid of misclassified images (the study's figur
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
 import json
 import pathlib
 
@@ -18,9 +21,9 @@ import pandas as pd
 from flax import jax_utils
 from sklearn import metrics as skm
 
-from artjax import checkpointing, figures, steps, train_state
+from artjax import checkpointing, figures, inference, steps, train_state
+from artjax.data import catalog, synthetic
 from artjax.data import input_pipeline as ip
-from artjax.data import synthetic
 
 
 def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]:
@@ -33,7 +36,8 @@ def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]
         batch_logits, batch_sums = p_eval_step(state, batch)
         sums = {k: sums[k] + float(batch_sums[k][0]) for k in sums}
         mask = batch["mask"].reshape(-1) == 1
-        found["labels"].append(batch["label"].reshape(-1)[mask])
+        labels = batch["label"]
+        found["labels"].append(labels.reshape(mask.size, *labels.shape[2:])[mask])
         found["logits"].append(np.asarray(batch_logits, np.float32).reshape(mask.size, -1)[mask])
         found["filenames"].append(filenames[mask])
     count = max(sums["count"], 1.0)
@@ -72,59 +76,242 @@ def per_class_table(report, classes) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
-    """Evaluates a workdir's checkpoint on a split; writes the artifacts; returns report.json's
-    dict."""
-    workdir = pathlib.Path(workdir)
-    config, run, state, step = train_state.load_run(workdir, checkpoint)
+def multilabel_report(targets, probabilities, classes) -> dict:
+    """mAP over the classes that have positives, each class's AP, and the share of images whose top
+    class is one of their listed classes."""
+    targets, probabilities = np.asarray(targets), np.asarray(probabilities)
+    per_class = {}
+    for i, c in enumerate(classes):
+        positives = int(targets[:, i].sum())
+        ap = skm.average_precision_score(targets[:, i], probabilities[:, i]) if positives else None
+        per_class[c] = {"average_precision": ap, "support": positives}
+    scored = [
+        v["average_precision"] for v in per_class.values() if v["average_precision"] is not None
+    ]
+    top = probabilities.argmax(-1)
+    report = {
+        "mean_average_precision": float(np.mean(scored)) if scored else None,
+        "top1_within_listed": float(np.mean(targets[np.arange(len(top)), top] > 0)),
+        "per_class": per_class,
+    }
+    return json.loads(json.dumps(report, default=float))
+
+
+def artist_shares(artists, predicted, artist_genres: dict, classes) -> dict:
+    """Per artist: the share of their paintings whose top-1 class is one of the genres their CSV row
+    lists, and the histogram of the predictions; overall (every scored painting) and the macro mean
+    over artists. Artists with no listed genre among `classes` are listed and not scored."""
+    by_artist = collections.defaultdict(list)
+    for artist, p in zip(artists, predicted):
+        by_artist[artist].append(p)
+    per_artist, skipped = {}, []
+    for artist in sorted(by_artist):
+        listed = tuple(artist_genres.get(artist, ()))
+        if not set(listed) & set(classes):
+            skipped.append(artist)
+            continue
+        found = by_artist[artist]
+        hits = sum(p in listed for p in found)
+        per_artist[artist] = {
+            "listed_genres": list(listed),
+            "images": len(found),
+            "share_listed": hits / len(found),
+            "predicted": dict(collections.Counter(found).most_common()),
+        }
+    images = sum(v["images"] for v in per_artist.values())
+    hits = sum(v["share_listed"] * v["images"] for v in per_artist.values())
+    return {
+        "per_artist": per_artist,
+        "overall_share_listed": hits / images if images else None,
+        "macro_share_listed": (
+            float(np.mean([v["share_listed"] for v in per_artist.values()])) if per_artist else None
+        ),
+        "artists_not_scored": skipped,
+    }
+
+
+@dataclasses.dataclass
+class Predictions:
+    """A model's (or a bag's) probabilities on a split, with what they are scored against."""
+
+    classes: list
+    multi_label: bool
+    labels: np.ndarray  # class indices [N], or multi-hot targets [N, C]
+    probabilities: np.ndarray  # [N, C]
+    filenames: list
+    artists: list
+    loss: float | None = None
+
+    @property
+    def predicted(self) -> list:
+        return [self.classes[i] for i in self.probabilities.argmax(-1)]
+
+    def report(self, artist_genres: dict) -> dict:
+        if self.multi_label:
+            found = multilabel_report(self.labels, self.probabilities, self.classes)
+        else:
+            found = classification_report(self.labels, self.probabilities.argmax(-1), self.classes)
+        found["artists"] = artist_shares(self.artists, self.predicted, artist_genres, self.classes)
+        return found
+
+
+def _data_for(config, run, workdir) -> ip.PreparedData:
     data = ip.prepare_data(config.data, config.seed)
     if list(data.classes) != run["classes"]:
         raise checkpointing.CheckpointMismatchError(
             f"{workdir}: data now gives classes {list(data.classes)}, "
             f"the checkpoint has {run['classes']}"
         )
+    return data
+
+
+def model_predictions(config, run, state, data, split: str) -> Predictions:
+    """The full model (images in) on one of `data`'s splits."""
     num_devices = jax.local_device_count()
-    p_eval_step = jax.pmap(steps.eval_step, axis_name=steps.AXIS)
+    eval_step = functools.partial(steps.eval_step, multi_label_loss=config.multi_label_loss)
+    p_eval_step = jax.pmap(eval_step, axis_name=steps.AXIS)
     batches = ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator()
-    step_metrics, found = evaluate_split(p_eval_step, jax_utils.replicate(state), batches, split)
-    predictions = found["logits"].argmax(-1)
-    classes = run["classes"]
-    report = classification_report(found["labels"], predictions, classes)
+    metrics, found = evaluate_split(p_eval_step, jax_utils.replicate(state), batches, split)
+    filenames = [f.decode() for f in found["filenames"]]
+    artist_of = {r.filename: r.artist for r in data.rows}
+    probs = steps.probabilities(found["logits"], data.multi_label, config.multi_label_loss)
+    return Predictions(
+        classes=list(run["classes"]),
+        multi_label=data.multi_label,
+        labels=found["labels"],
+        probabilities=np.asarray(probs),
+        filenames=filenames,
+        artists=[artist_of[f] for f in filenames],
+        loss=metrics[f"{split}_loss"],
+    )
+
+
+def bag_predictions(cv_workdir, split: str, checkpoint: str = "best"):
+    """The fold models' averaged probabilities on `split` as a plain run of their config draws it
+    (no cross-validation fold: "test" is the fixed test split). Returns (predictions, data, run)."""
+    probabilities, data, first = [], None, None
+    for fold_dir in checkpointing.fold_workdirs(cv_workdir):
+        config, run, state, _ = train_state.load_run(fold_dir, checkpoint)
+        if data is None:
+            config.data.cv.by = ""
+            data = _data_for(config, run, fold_dir)
+        found = model_predictions(config, run, state, data, split)
+        if first is None:
+            first = found
+        elif found.filenames != first.filenames:
+            raise checkpointing.CheckpointMismatchError(f"{fold_dir}: another {split} split")
+        probabilities.append(found.probabilities)
+    first.probabilities = np.mean(probabilities, axis=0)
+    first.loss = None
+    return first, data, run
+
+
+def _write_predictions(out: pathlib.Path, found: Predictions) -> None:
+    classes = found.classes
+    if found.multi_label:
+        true = [";".join(c for c, t in zip(classes, row) if t) for row in found.labels]
+    else:
+        true = [classes[i] for i in found.labels]
+    pd.DataFrame(
+        {
+            "filename": found.filenames,
+            "artist": found.artists,
+            "true": true,
+            "predicted": found.predicted,
+            **{f"p_{c}": found.probabilities[:, i] for i, c in enumerate(classes)},
+        }
+    ).to_csv(out / "predictions.csv", index=False)
+
+
+def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
+    """Evaluates a workdir's checkpoint (or a CV workdir's bag of fold models) on a split; writes
+    the artifacts; returns report.json's dict."""
+    workdir = pathlib.Path(workdir)
+    if checkpointing.is_cv_workdir(workdir):
+        found, data, run = bag_predictions(workdir, split, checkpoint)
+        step, models_in = None, len(checkpointing.fold_workdirs(workdir))
+    else:
+        config, run, state, step = train_state.load_run(workdir, checkpoint)
+        data = _data_for(config, run, workdir)
+        found, models_in = model_predictions(config, run, state, data, split), 1
+    classes = found.classes
+    report = found.report(data.artist_genres)
     report.update(
         split=split,
-        step=int(step),
+        step=None if step is None else int(step),
         checkpoint=checkpoint,
-        images=int(len(predictions)),
-        loss=step_metrics[f"{split}_loss"],
+        models=models_in,
+        images=len(found.filenames),
+        loss=found.loss,
         synthetic=run["synthetic"],
         workdir=str(workdir),
     )
     out = workdir / f"eval_{split}"
     out.mkdir(exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    probs = np.asarray(jax.nn.softmax(found["logits"]))
+    _write_predictions(out, found)
+    suffix = f" [{synthetic.BANNER}]" if run["synthetic"] else ""
+    if not found.multi_label:
+        predictions = found.probabilities.argmax(-1)
+        (out / "per_class_accuracy.md").write_text(per_class_table(report, classes))
+        figures.confusion_matrix(
+            out / "confusion_matrix.png", report["confusion_matrix"], classes, suffix
+        )
+        figures.classification_report(out / "classification_report.png", report, classes, suffix)
+        figures.misclassified(
+            out / "misclassified.png",
+            [f.encode() for f in found.filenames],
+            found.labels,
+            predictions,
+            classes,
+            run["data_root"],
+            suffix,
+        )
+    if step is not None:
+        figures.training_curves(out / "curves.png", workdir, suffix)
+    return report
+
+
+def evaluate_images(workdir, images_dir, checkpoint: str = "best") -> dict:
+    """Paintings of (unseen) artists in any Kaggle-layout folder (its own artists.csv + images/):
+    for each artist, the share whose top-1 class is one of the genres its row lists, with the
+    histogram of the predictions; overall and the macro mean over artists. Writes report.json,
+    predictions.csv and a stacked-bar figure into workdir/eval_images_<folder name>/."""
+    workdir, images_dir = pathlib.Path(workdir), pathlib.Path(images_dir)
+    if not (images_dir / "artists.csv").is_file():
+        raise catalog.DataError(
+            f"{images_dir}: no artists.csv (--images wants a Kaggle-layout folder)"
+        )
+    found = catalog.read_catalog(images_dir, include_multi_genre=True)
+    predictor = inference.Predictor(workdir, checkpoint)
+    probabilities, readable, errors = predictor.predict_files(list(found.images["path"]))
+    artist_of = dict(zip(found.images["path"], found.images["artist"]))
+    classes = predictor.classes
+    predicted = [classes[i] for i in probabilities.argmax(-1)]
+    artists = [artist_of[p] for p in readable]
+    report = artist_shares(artists, predicted, found.artist_genres, classes)
+    report.update(
+        images_dir=str(images_dir.absolute()),
+        images=len(readable),
+        unreadable_files=errors,
+        files_without_artist_row=list(found.unmatched_files),
+        models=len(predictor._logits),
+        checkpoint=checkpoint,
+        synthetic=predictor.synthetic,
+        workdir=str(workdir),
+    )
+    out = workdir / f"eval_images_{images_dir.name}"
+    out.mkdir(exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
     pd.DataFrame(
         {
-            "filename": [f.decode() for f in found["filenames"]],
-            "true": [classes[i] for i in found["labels"]],
-            "predicted": [classes[i] for i in predictions],
-            **{f"p_{c}": probs[:, i] for i, c in enumerate(classes)},
+            "path": readable,
+            "artist": artists,
+            "listed_genres": [",".join(found.artist_genres.get(a, ())) for a in artists],
+            "predicted": predicted,
+            **{f"p_{c}": probabilities[:, i] for i, c in enumerate(classes)},
         }
     ).to_csv(out / "predictions.csv", index=False)
-    (out / "per_class_accuracy.md").write_text(per_class_table(report, classes))
-    suffix = f" [{synthetic.BANNER}]" if run["synthetic"] else ""
-    figures.confusion_matrix(
-        out / "confusion_matrix.png", report["confusion_matrix"], classes, suffix
-    )
-    figures.classification_report(out / "classification_report.png", report, classes, suffix)
-    figures.training_curves(out / "curves.png", workdir, suffix)
-    figures.misclassified(
-        out / "misclassified.png",
-        found["filenames"],
-        found["labels"],
-        predictions,
-        classes,
-        run["data_root"],
-        suffix,
-    )
+    suffix = f" [{synthetic.BANNER}]" if predictor.synthetic else ""
+    figures.artist_predictions(out / "artists.png", report, classes, suffix)
     return report

@@ -91,3 +91,34 @@ def misclassified(
     fig.suptitle(f"Misclassified{title_suffix}", fontsize=9)
     _save(fig, path)
     return True
+
+
+def artist_predictions(path, report, classes, title_suffix: str = "") -> bool:
+    """One stacked bar per artist: the shares of their paintings given each class, titled with the
+    share given one of the artist's listed genres; False when no artist was scored."""
+    per_artist = report["per_artist"]
+    if not per_artist:
+        return False
+    artists = list(per_artist)
+    fig = Figure(figsize=(max(6, 0.6 * len(artists) + 3), 5))
+    ax = fig.subplots()
+    bottom = np.zeros(len(artists))
+    for c in classes:
+        shares = np.array(
+            [per_artist[a]["predicted"].get(c, 0) / per_artist[a]["images"] for a in artists]
+        )
+        if shares.any():
+            ax.bar(range(len(artists)), shares, bottom=bottom, label=c)
+            bottom += shares
+    labels = [f"{a}\n{per_artist[a]['share_listed']:.0%} listed" for a in artists]
+    ax.set_xticks(range(len(artists)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("share of the artist's paintings")
+    overall, macro = report["overall_share_listed"], report["macro_share_listed"]
+    ax.set_title(
+        f"Predicted classes per artist: listed genre overall {overall:.1%}, macro {macro:.1%}"
+        f"{title_suffix}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=6, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(fig, path)
+    return True

@@ -1,4 +1,8 @@
-"""A trained model with its own preprocessing, for applications (one process, one device)."""
+"""A trained model with its own preprocessing, for applications (one process, one device).
+
+A cross-validation workdir (`artjax.cv`) gives the bag of its fold models: their probabilities
+averaged.
+"""
 
 from __future__ import annotations
 
@@ -11,44 +15,84 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from artjax import models, train_state
+from artjax import checkpointing, models, steps, train_state
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
 
+def _readable_image(path) -> bytes:
+    """The file's bytes as JPEG or PNG (other formats re-encoded); a ValueError naming it if it
+    is not an image."""
+    raw = pathlib.Path(path).read_bytes()
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            im.load()
+            if im.format not in ("JPEG", "PNG"):
+                buf = io.BytesIO()
+                im.convert("RGB").save(buf, "PNG")
+                raw = buf.getvalue()
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from e
+    return raw
+
+
 class Predictor:
-    """Top-k styles of image files from a workdir's checkpoint."""
+    """Style probabilities of images from a workdir's checkpoint, or a CV workdir's bag."""
 
     def __init__(self, workdir, checkpoint: str = "best"):
-        config, run, state, self.step = train_state.load_run(workdir, checkpoint)
+        workdirs = (
+            checkpointing.fold_workdirs(workdir)
+            if checkpointing.is_cv_workdir(workdir)
+            else [pathlib.Path(workdir)]
+        )
+        self._logits = []
+        for path in workdirs:
+            config, run, state, self.step = train_state.load_run(path, checkpoint)
+            model = models.create_model(config.model, len(run["classes"]))
+            variables = {"params": state.params}
+            if state.batch_stats:
+                variables["batch_stats"] = state.batch_stats
+            self._logits.append(jax.jit(functools.partial(model.apply, variables, train=False)))
         self.classes, self.synthetic = run["classes"], run["synthetic"]
-        model = models.create_model(config.model, len(self.classes))
-        variables = {
-            "params": state.params,
-            **({"batch_stats": state.batch_stats} if state.batch_stats else {}),
-        }
-        self._logits = jax.jit(functools.partial(model.apply, variables, train=False))
+        self.multi_label = bool(run.get("multi_label", False))
+        self._loss = config.multi_label_loss
         self._preprocess = pp.compose(
             ip.decode_ops(run["image_size"]) + [pp.make_normalize(run["normalization"])]
         )
 
+    def probabilities_of(self, images: np.ndarray) -> np.ndarray:
+        """[N, C] probabilities of preprocessed images [N, H, W, 3], averaged over the bag."""
+        found = [
+            np.asarray(steps.probabilities(logits(images), self.multi_label, self._loss))
+            for logits in self._logits
+        ]
+        return np.mean(found, axis=0)
+
     def probabilities(self, encoded: bytes) -> np.ndarray:
         image = self._preprocess({"image": tf.constant(encoded)})["image"]
-        return np.asarray(jax.nn.softmax(self._logits(np.asarray(image)[None])[0]))
+        return self.probabilities_of(np.asarray(image)[None])[0]
+
+    def predict_files(self, paths, batch_size: int = 32) -> tuple[np.ndarray, list, list]:
+        """(probabilities [N, C] of the readable files, their paths, "path: why" of the others)."""
+        readable, images, errors = [], [], []
+        for path in paths:
+            try:
+                encoded = _readable_image(path)
+            except (ValueError, OSError) as e:
+                errors.append(str(e))
+                continue
+            readable.append(path)
+            images.append(np.asarray(self._preprocess({"image": tf.constant(encoded)})["image"]))
+        found = [
+            self.probabilities_of(np.stack(images[i : i + batch_size]))
+            for i in range(0, len(images), batch_size)
+        ]
+        empty = np.zeros((0, len(self.classes)), np.float32)
+        return (np.concatenate(found) if found else empty), readable, errors
 
     def predict_file(self, path, top_k: int = 3) -> list[tuple[str, float]]:
         """[(style, probability)] best first; a file that is not an image is a ValueError naming
         it."""
-        raw = pathlib.Path(path).read_bytes()
-        try:
-            with Image.open(io.BytesIO(raw)) as im:
-                im.load()
-                if im.format not in ("JPEG", "PNG"):
-                    buf = io.BytesIO()
-                    im.convert("RGB").save(buf, "PNG")
-                    raw = buf.getvalue()
-        except Exception as e:
-            raise ValueError(f"{path}: not a readable image ({e})") from e
-        probs = self.probabilities(raw)
+        probs = self.probabilities(_readable_image(path))
         order = np.argsort(-probs)[:top_k]
         return [(self.classes[i], float(probs[i])) for i in order]

@@ -15,6 +15,8 @@ import optax
 from flax import traverse_util
 from flax.training import train_state
 
+from artjax.registry import Registry
+
 AXIS = "batch"
 
 
@@ -29,12 +31,62 @@ def unreplicate(tree):
     return jax.tree.map(lambda x: x.addressable_shards[0].data[0], tree)
 
 
-def weighted_cross_entropy(logits, labels, class_weights, label_smoothing: float):
-    """Per-example cross-entropy and its class weight."""
+def _listed_share(targets):
+    """Multi-hot targets as a distribution: each listed class gets an equal share."""
+    return targets / jnp.maximum(jnp.sum(targets, -1, keepdims=True), 1.0)
+
+
+# multi_label_loss -> (logits, multi-hot targets [B, C], label smoothing) -> per-example loss
+MULTI_LABEL_LOSSES = Registry(
+    "multi_label_loss",
+    {
+        "sigmoid": lambda logits, targets, smoothing: jnp.sum(
+            optax.sigmoid_binary_cross_entropy(logits, targets), -1
+        ),
+        "softmax": lambda logits, targets, smoothing: optax.softmax_cross_entropy(
+            logits, optax.smooth_labels(_listed_share(targets), smoothing)
+        ),
+    },
+)
+
+
+def is_multi_label(labels) -> bool:
+    """Single-label batches carry class indices [B]; multi-label ones multi-hot targets [B, C]."""
+    return labels.ndim == 2
+
+
+def example_losses(logits, labels, label_smoothing: float, multi_label_loss: str = "sigmoid"):
+    """Per-example loss: softmax cross-entropy against the (smoothed) class, or the multi-label
+    loss against the listed classes."""
+    if is_multi_label(labels):
+        return MULTI_LABEL_LOSSES[multi_label_loss](logits, labels, label_smoothing)
     targets = jax.nn.one_hot(labels, logits.shape[-1])
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets), class_weights[labels]
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def example_weights(class_weights, labels):
+    """Each example's class weight; a multi-label example's is the mean over its listed classes."""
+    if is_multi_label(labels):
+        return _listed_share(labels) @ class_weights
+    return class_weights[labels]
+
+
+def top1_hits(logits, labels):
+    """1 where the top class is the label, or one of the listed classes (multi-label)."""
+    top = jnp.argmax(logits, -1)
+    if is_multi_label(labels):
+        return jnp.take_along_axis(labels, top[:, None], -1)[:, 0] > 0
+    return top == labels
+
+
+def probabilities(logits, multi_label: bool, multi_label_loss: str = "sigmoid"):
+    """What the loss makes of the logits: per-class sigmoids for the multi-label "sigmoid" loss,
+    else a softmax over the classes."""
+    if multi_label and multi_label_loss == "sigmoid":
+        return jax.nn.sigmoid(logits)
+    return jax.nn.softmax(logits)
 
 
 def _variables(state, params):
@@ -54,6 +106,7 @@ def train_step(
     normalize_weights: bool = True,
     trainable: frozenset | None = None,
     apply_fn=None,
+    multi_label_loss: str = "sigmoid",
 ):
     """One optimizer step on this device's share of the global batch.
 
@@ -69,13 +122,15 @@ def train_step(
 
     `apply_fn`: what maps `batch["image"]` to logits (None: the state's model on images; a frozen
     backbone's head on cached features passes `models.head_apply(model)`).
+
+    Multi-label batches (multi-hot `label`) use `multi_label_loss`; accuracy is then the share whose
+    top class is one of the listed ones.
     """
     apply_fn = apply_fn or state.apply_fn
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
     labels = batch["label"]
-    local_denominator = (
-        jnp.sum(class_weights[labels]) if normalize_weights else jnp.float32(labels.shape[0])
-    )
+    weights = example_weights(class_weights, labels)
+    local_denominator = jnp.sum(weights) if normalize_weights else jnp.float32(labels.shape[0])
     denominator = jax.lax.psum(local_denominator, AXIS)
 
     flat_params = traverse_util.flatten_dict(state.params)
@@ -90,7 +145,7 @@ def train_step(
             rngs={"dropout": rng},
             mutable=["batch_stats"],
         )
-        losses, weights = weighted_cross_entropy(logits, labels, class_weights, label_smoothing)
+        losses = example_losses(logits, labels, label_smoothing, multi_label_loss)
         return jnp.sum(losses * weights) / denominator, (logits, updates)
 
     (local_loss, (logits, updates)), diff_grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -111,23 +166,27 @@ def train_step(
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
     metrics = {
         "loss": loss,
-        "accuracy": jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) == labels), AXIS),
+        "accuracy": jax.lax.pmean(jnp.mean(top1_hits(logits, labels)), AXIS),
         "nonfinite": jnp.logical_not(finite),
     }
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch, *, apply_fn=None):
+def eval_step(state: TrainState, batch, *, apply_fn=None, multi_label_loss: str = "sigmoid"):
     """Logits for this device's images (or cached features, with the head's `apply_fn`), plus masked
     sums over all devices."""
     logits = (apply_fn or state.apply_fn)(
         _variables(state, state.params), batch["image"], train=False
     )
     mask = batch["mask"].astype(jnp.float32)
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    labels = batch["label"]
+    if is_multi_label(labels):
+        losses = example_losses(logits, labels, 0.0, multi_label_loss)
+    else:
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     sums = {
         "loss": jax.lax.psum(jnp.sum(losses * mask), AXIS),
-        "correct": jax.lax.psum(jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask), AXIS),
+        "correct": jax.lax.psum(jnp.sum(top1_hits(logits, labels) * mask), AXIS),
         "count": jax.lax.psum(jnp.sum(mask), AXIS),
     }
     return logits, sums

@@ -21,7 +21,7 @@ from absl import logging
 from flax import jax_utils
 
 from artjax import checkpointing, hooks, models, steps, train_state, transfer
-from artjax.data import feature_batches
+from artjax.data import exploration, feature_batches
 from artjax.data import input_pipeline as ip
 
 
@@ -58,6 +58,7 @@ def run_record(config, data: ip.PreparedData) -> dict:
     return dict(
         model=config.model.to_dict(),
         classes=list(data.classes),
+        multi_label=data.multi_label,
         image_size=config.data.image_size,
         normalization=config.data.normalization,
         synthetic=data.synthetic,
@@ -77,22 +78,39 @@ def image_batches(data, config, num_devices: int, start_step: int) -> BatchSourc
     )
 
 
+def backbone_features(data, config, model, state, num_devices: int) -> dict:
+    """split -> the frozen backbone's features of the train and val images, computed now or read
+    from the shared cache (`freeze.feature_cache`), which holds every image of the class set."""
+    p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
+    variables = jax_utils.replicate({"params": state.params, "batch_stats": state.batch_stats})
+
+    def compute(split_data, split):
+        batches = ip.eval_dataset(split_data, split, config, num_devices).as_numpy_iterator()
+        return feature_batches.compute_features(p_features, variables, batches)
+
+    if not config.freeze.feature_cache:
+        return {split: compute(data, split) for split in ("train", "val")}
+    if jax.process_count() > 1:
+        raise ValueError("freeze.feature_cache holds every image: it is for single-process runs")
+    identity = feature_batches.cache_identity(config)
+    cache_dir = config.freeze.feature_cache
+    found = feature_batches.load_cache(cache_dir, identity, [r.filename for r in data.rows])
+    if found is None:
+        computed = compute(ip.with_all_images(data), "all")
+        found = dict(zip((f.decode() for f in computed["filename"]), computed["features"]))
+        feature_batches.save_cache(cache_dir, identity, found)
+    else:
+        hooks.report(f"backbone features read from {cache_dir}")
+    return {split: feature_batches.split_features(data, split, found) for split in ("train", "val")}
+
+
 def cached_feature_batches(
     data, config, model, state, num_devices: int, start_step: int
 ) -> BatchSource:
-    """The frozen backbone runs once per train and val image; the head then trains on its
-    features."""
+    """The frozen backbone runs once per train and val image (or once per image for all runs
+    that share a cache); the head then trains on its features."""
     start = time.perf_counter()
-    p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
-    variables = jax_utils.replicate({"params": state.params, "batch_stats": state.batch_stats})
-    features = {
-        split: feature_batches.compute_features(
-            p_features,
-            variables,
-            ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator(),
-        )
-        for split in ("train", "val")
-    }
+    features = backbone_features(data, config, model, state, num_devices)
     count = sum(len(f["label"]) for f in features.values())
     hooks.report(f"backbone features of {count} images: {time.perf_counter() - start:.1f}s")
     return BatchSource(
@@ -136,8 +154,11 @@ def pmapped_steps(config, data, state, plan, apply_fn) -> tuple[Callable, Callab
         normalize_weights=config.normalize_class_weights,
         trainable=None if len(trainable) == len(jax.tree.leaves(state.params)) else trainable,
         apply_fn=apply_fn,
+        multi_label_loss=config.multi_label_loss,
     )
-    eval_step = functools.partial(steps.eval_step, apply_fn=apply_fn)
+    eval_step = functools.partial(
+        steps.eval_step, apply_fn=apply_fn, multi_label_loss=config.multi_label_loss
+    )
     return (
         jax.pmap(train_step, axis_name=steps.AXIS, donate_argnums=(0,)),
         jax.pmap(eval_step, axis_name=steps.AXIS),
@@ -158,6 +179,9 @@ def set_up(config, workdir) -> Setup:
         logging.warning(
             "training on the embedded SYNTHETIC set: results say nothing about paintings"
         )
+    hooks.report(f"classes ({config.data.classes}):\n{exploration.class_table(data)}")
+    if data.heldout_artists:
+        hooks.report(f"held-out artists (the test split): {', '.join(data.heldout_artists)}")
 
     model, plan = train_state.build_model(config, len(data.classes))
     steps_per_epoch = data.num_examples("train") // config.batch_size

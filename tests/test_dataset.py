@@ -16,22 +16,22 @@ def _split_rows(builder, split):
 def test_real_splits_are_disjoint_and_keep_duplicate_groups_together(real_builder):
     all_test = _split_rows(real_builder, best_artworks.TEST_SPLIT)
     all_trainval = _split_rows(real_builder, best_artworks.TRAINVAL_SPLIT)
-    assert not {f for f, *_ in all_test} & {f for f, *_ in all_trainval}
-    assert not {g for *_, g in all_test} & {g for *_, g in all_trainval}
+    assert not {r.filename for r in all_test} & {r.filename for r in all_trainval}
+    assert not {r.group for r in all_test} & {r.group for r in all_trainval}
     # The download holds more styles than the study's; its class set is the study's 2,306 images.
-    test = [row for row in all_test if row[1] in catalog.STUDY_STYLES]
-    trainval = [row for row in all_trainval if row[1] in catalog.STUDY_STYLES]
+    test = [r for r in all_test if r.style in catalog.STUDY_STYLES]
+    trainval = [r for r in all_trainval if r.style in catalog.STUDY_STYLES]
     assert len(test) + len(trainval) == 2306
     assert len(test) == 230
-    assert not {f for f, *_ in test} & {f for f, *_ in trainval}
-    assert not {g for *_, g in test} & {g for *_, g in trainval}
+    assert not {r.filename for r in test} & {r.filename for r in trainval}
+    assert not {r.group for r in test} & {r.group for r in trainval}
     # stratified: every style is about 10% in test
     for style in catalog.STUDY_STYLES:
-        n_test = sum(s == style for _, s, _, _ in test)
-        n_all = n_test + sum(s == style for _, s, _, _ in trainval)
+        n_test = sum(r.style == style for r in test)
+        n_all = n_test + sum(r.style == style for r in trainval)
         assert abs(n_test - 0.1 * n_all) <= max(2, 0.03 * n_all), style
     # known duplicate scans share a group
-    group = {f.split("/")[-1]: g for f, _, _, g in test + trainval}
+    group = {r.filename.split("/")[-1]: r.group for r in test + trainval}
     assert group["Edgar_Degas_516.jpg"] == group["Edgar_Degas_97.jpg"]
     assert group["Pablo_Picasso_256.jpg"] == group["Pablo_Picasso_296.jpg"]
     assert real_builder.info.metadata["duplicate_groups"] > 50
@@ -49,7 +49,7 @@ def test_real_test_split_is_fixed_and_val_follows_seed(real_builder, real_data_r
     config.data.classes = "Cubism,Pop Art"
     small = ip.prepare_data(config.data, 0)
     assert small.counts["test"] == [runs[0].counts["test"][1], runs[0].counts["test"][3]]
-    trainval_groups = {f: g for f, _, _, g in _split_rows(real_builder, "trainval")}
+    trainval_groups = {r.filename: r.group for r in _split_rows(real_builder, "trainval")}
     val_groups = {trainval_groups[f] for f in runs[0].val_files}
     train_groups = {g for f, g in trainval_groups.items() if f not in runs[0].val_files}
     assert not val_groups & train_groups
@@ -75,9 +75,13 @@ def test_bad_files_are_skipped_with_one_warning(synthetic_root, tmp_path, caplog
         "92.jpg",
     ]
     assert "3 unreadable image(s) skipped" in caplog.text
-    names = {f for f, *_ in _split_rows(builder, "trainval") + _split_rows(builder, "test")}
+    rows = _split_rows(builder, "trainval") + _split_rows(builder, "test")
+    names = {r.filename for r in rows}
     assert "Synthetic_Cubism_Painter_1/Synthetic_Cubism_Painter_1_93.jpg" in names  # CMYK is fine
-    assert not any(n.startswith("Synthetic_Multi") for n in names)  # multi-genre dropped
+    # Multi-genre artists are prepared with their genres and no single style (the study's class
+    # sets leave them out; the multi-label `genres` set uses them).
+    multi = [r for r in rows if r.filename.startswith("Synthetic_Multi")]
+    assert multi and all(r.style == "" and len(r.genres) == 2 for r in multi)
 
 
 def test_empty_class_is_skipped_with_warning(synthetic_root, tmp_path, caplog):

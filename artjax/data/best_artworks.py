@@ -4,8 +4,12 @@ Preparing reads the catalog (`artjax.catalog`), decodes every image once to vali
 it (`artjax.fingerprint`), and writes two splits in TFDS's record format:
   test      the fixed, stratified test split (`artjax.splits.fixed_test_mask`)
   trainval  everything else; each run splits it into train/val from its own seed
-Examples carry image (encoded bytes), label (index into every single-genre style of the download),
-style, artist, filename and group (duplicate group id, shared by near-duplicate scans).
+Examples carry image (encoded bytes), style (the artist's single genre, "" for a multi-genre
+artist), genres (every genre the artist's CSV row lists, comma-separated), artist, filename and
+group (duplicate group id, shared by near-duplicate scans). Multi-genre artists' images are prepared
+too; the single-label class sets leave them out, the multi-label `genres` set uses them. The fixed
+test split is stratified by style, and by the list of genres for multi-genre artists, so adding
+artists of other styles leaves each style's test images as they were.
 
 Unreadable files (zero-byte, truncated, not an image) are skipped with one warning listing them and
 are recorded in the dataset's metadata with the duplicate groups, so nothing is dropped silently.
@@ -61,7 +65,8 @@ def make_config(root, test_fraction, max_hamming, min_correlation) -> BestArtwor
 class BestArtworks(tfds.core.GeneratorBasedBuilder):
     """Paintings labelled with their artist's (single) genre."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    # 1.1.0: multi-genre artists' images and the `genres` feature (the unused `label` is gone).
+    VERSION = tfds.core.Version("1.1.0")
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download https://www.kaggle.com/datasets/ikarus777/best-artworks-of-all-time and pass the "
         "folder holding artists.csv and images/ (or resized/) as config.data.root."
@@ -73,8 +78,8 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(None, None, 3)),
-                    "label": tfds.features.ClassLabel(num_classes=None),
                     "style": tfds.features.Text(),
+                    "genres": tfds.features.Text(),
                     "artist": tfds.features.Text(),
                     "filename": tfds.features.Text(),
                     "group": tfds.features.Scalar(np.int64),
@@ -85,7 +90,7 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = pathlib.Path(dl_manager.manual_dir)
-        catalog = catalog_lib.read_catalog(root)
+        catalog = catalog_lib.read_catalog(root, include_multi_genre=True)
         images = catalog.images
         prints, keep, unreadable = [], [], []
         for i, path in enumerate(images["path"]):
@@ -98,25 +103,29 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
             logging.warning("%d unreadable image(s) skipped: %s", len(unreadable), unreadable)
         images = images.iloc[keep].reset_index(drop=True)
         if images.empty:
-            raise catalog_lib.DataError(f"{root}: no readable images of single-genre artists")
+            raise catalog_lib.DataError(f"{root}: no readable images of artists in artists.csv")
         cfg = self.builder_config
         groups = fingerprint_lib.duplicate_groups(prints, cfg.max_hamming, cfg.min_correlation)
-        test = splits.fixed_test_mask(
-            images["style"], groups, images["filename"], cfg.test_fraction
-        )
+        # Stratum: the style, or the list of genres of a multi-genre artist.
+        strata = images["style"].where(images["style"] != "", images["genres"])
+        test = splits.fixed_test_mask(strata, groups, images["filename"], cfg.test_fraction)
 
-        styles = sorted(images["style"].unique())
-        self.info.features["label"].names = styles
+        styles = sorted(s for s in images["style"].unique() if s)
+        genres = sorted(
+            {g for listed in images["genres"] for g in catalog_lib.listed_genres(listed)}
+        )
         sizes = np.bincount(groups, minlength=len(groups))
         self.info.metadata.update(
             styles=styles,
+            genres=genres,
+            artist_genres={a: list(g) for a, g in catalog.artist_genres.items()},
             duplicate_groups=int((sizes > 1).sum()),
             images_in_duplicate_groups=int(sizes[sizes > 1].sum()),
             unreadable_files=unreadable,
             unmatched_files=list(catalog.unmatched_files),
             non_image_files=list(catalog.non_image_files),
             artists_without_files=list(catalog.artists_without_files),
-            multi_genre_artists_dropped=list(catalog.multi_genre_artists),
+            multi_genre_artists=list(catalog.multi_genre_artists),
         )
         rows = [
             dict(row, group=int(g), encoded=p.encoded)
@@ -133,8 +142,8 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
                 row["filename"],
                 {
                     "image": row["encoded"],
-                    "label": row["style"],
                     "style": row["style"],
+                    "genres": row["genres"],
                     "artist": row["artist"],
                     "filename": row["filename"],
                     "group": row["group"],

@@ -9,6 +9,8 @@ which survives spaces vs underscores and the two Unicode forms of one name (NFC 
 Albrecht Dürer).
 
 Files without a CSV row and CSV rows without files are reported, never silently dropped.
+Multi-genre artists (a `genre` that lists several, e.g. "Expressionism,Abstractionism") are dropped
+as in the study, unless asked for (the multi-label `genres` class set uses them).
 """
 
 from __future__ import annotations
@@ -45,13 +47,21 @@ def artist_key(name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Catalog:
-    """Labelled images of single-genre artists, plus what could not be matched."""
+    """Labelled images, plus what could not be matched."""
 
-    images: pd.DataFrame  # columns: path, filename, artist, style
+    # columns: path, filename, artist, style (the single genre; "" for a multi-genre artist) and
+    # genres (every listed genre, comma-separated)
+    images: pd.DataFrame
     unmatched_files: tuple[str, ...]  # files on disk whose artist has no CSV row
     artists_without_files: tuple[str, ...]  # CSV rows with no files on disk
     non_image_files: tuple[str, ...]  # files in the image tree that are not images
-    multi_genre_artists: tuple[str, ...]  # dropped, as in the study
+    multi_genre_artists: tuple[str, ...]  # dropped as in the study, unless included
+    artist_genres: dict  # every CSV artist, files or not -> its listed genres
+
+
+def listed_genres(genre: str) -> tuple[str, ...]:
+    """The genres an artists.csv `genre` cell lists ("Expressionism,Abstractionism" -> two)."""
+    return tuple(g.strip() for g in str(genre).split(",") if g.strip())
 
 
 def read_artists(csv_path: pathlib.Path) -> pd.DataFrame:
@@ -95,8 +105,9 @@ def _artist_from_flat_name(filename: str) -> str:
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
-def read_catalog(root: str | pathlib.Path) -> Catalog:
-    """Matches every image under `root` to its artist's single genre (the style label)."""
+def read_catalog(root: str | pathlib.Path, include_multi_genre: bool = False) -> Catalog:
+    """Matches every image under `root` to its artist's genres; the style label is the single genre
+    of a single-genre artist. Multi-genre artists' images are included only when asked."""
     root = pathlib.Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data directory does not exist")
@@ -127,7 +138,7 @@ def read_catalog(root: str | pathlib.Path) -> Catalog:
         files.append((path, disk_artist))
 
     rows, unmatched, seen_keys = [], [], set()
-    multi_genre = sorted({n for n, g in by_key.values() if "," in g})
+    multi_genre = sorted({n for n, g in by_key.values() if len(listed_genres(g)) > 1})
     for path, disk_artist in files:
         key = artist_key(disk_artist)
         if key not in by_key:
@@ -135,14 +146,16 @@ def read_catalog(root: str | pathlib.Path) -> Catalog:
             continue
         seen_keys.add(key)
         name, genre = by_key[key]
-        if "," in genre:
+        genres = listed_genres(genre)
+        if len(genres) > 1 and not include_multi_genre:
             continue  # multi-genre artists are dropped, as in the study
         rows.append(
             dict(
                 path=str(path),
                 filename=unicodedata.normalize("NFC", str(path.relative_to(image_dir))),
                 artist=name,
-                style=genre,
+                style=genres[0] if len(genres) == 1 else "",
+                genres=",".join(genres),
             )
         )
     without_files = sorted(by_key[k][0] for k in by_key.keys() - seen_keys)
@@ -158,26 +171,47 @@ def read_catalog(root: str | pathlib.Path) -> Catalog:
         )
     if non_images:
         logging.warning("%d non-image file(s) skipped: %s", len(non_images), non_images)
-    images = pd.DataFrame(rows, columns=["path", "filename", "artist", "style"])
+    images = pd.DataFrame(rows, columns=["path", "filename", "artist", "style", "genres"])
     return Catalog(
         images=images,
         unmatched_files=tuple(unmatched),
         artists_without_files=tuple(without_files),
         non_image_files=tuple(non_images),
         multi_genre_artists=tuple(multi_genre),
+        artist_genres={name: listed_genres(genre) for name, genre in by_key.values()},
     )
 
 
-def resolve_classes(spec: str | list | tuple, available_styles) -> tuple[str, ...]:
-    """The class names of a run: 'study' (the six), 'all' (every single-genre style) or a list.
+MULTI_LABEL_SETS = ("genres",)  # class sets whose target lists every genre of the artist
 
+
+def resolve_classes(
+    spec: str | list | tuple, available_styles, min_images: int = 0
+) -> tuple[str, ...]:
+    """The class names of a run: 'study' (the six), 'all' (every single-genre style), 'genres'
+    (every listed genre; `available_styles` are then the genres) or a list.
+
+    `available_styles`: the styles with images, or a {style: images} mapping; with a mapping, 'all'
+    and 'genres' keep those with at least `min_images` images and name the others in a warning.
     Classes without images (a typo included) are skipped with one warning listing them.
     """
+    counts = dict(available_styles) if isinstance(available_styles, dict) else None
     available = sorted(set(available_styles))
     if isinstance(spec, str) and spec == "study":
         wanted = list(STUDY_STYLES)
-    elif isinstance(spec, str) and spec == "all":
+    elif isinstance(spec, str) and spec in ("all", *MULTI_LABEL_SETS):
         wanted = available
+        if counts is not None and min_images:
+            small = [s for s in available if counts[s] < min_images]
+            if small:
+                logging.warning(
+                    "class set %r: %d style(s) with fewer than %d images are left out: %s",
+                    spec,
+                    len(small),
+                    min_images,
+                    {s: counts[s] for s in small},
+                )
+            wanted = [s for s in available if counts[s] >= min_images]
     elif isinstance(spec, str):
         wanted = [s.strip() for s in spec.split(",") if s.strip()]
     else:

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from artjax.data import augment, best_artworks, synthetic
+from artjax.data import augment, synthetic
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
@@ -21,14 +21,23 @@ def _title(text: str, is_synthetic: bool) -> str:
 
 
 def artist_counts(data: ip.PreparedData) -> dict:
-    """(style, artist) -> images of the run's classes over all splits."""
-    counts = collections.Counter(
-        (style, artist)
-        for split in (best_artworks.TRAINVAL_SPLIT, best_artworks.TEST_SPLIT)
-        for _, style, artist, _ in ip.split_metadata(data.builder, split)
-        if style in data.classes
-    )
+    """(class, artist) -> images of the run's classes over all splits (a multi-genre artist's
+    images count under each class it lists)."""
+    counts = collections.Counter((c, r.artist) for r in data.rows for c in data.classes_of(r))
     return dict(sorted(counts.items()))
+
+
+def class_table(data: ip.PreparedData) -> str:
+    """One line per class: its images and artists (images each), for the logs and the EDA."""
+    by_class = collections.defaultdict(dict)
+    for (c, artist), n in artist_counts(data).items():
+        by_class[c][artist] = n
+    lines = [f"{'class':<28}{'images':>7}  artists (images)"]
+    for c in data.classes:
+        artists = sorted(by_class[c].items(), key=lambda kv: -kv[1])
+        listing = ", ".join(f"{a} ({n})" for a, n in artists)
+        lines.append(f"{c:<28}{sum(by_class[c].values()):>7}  {len(artists)}: {listing}")
+    return "\n".join(lines)
 
 
 def _images_per_class(data, config, n):

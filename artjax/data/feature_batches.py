@@ -3,10 +3,15 @@ trains on its pooled features (minutes instead of hours on a CPU).
 
 The batches have the layout of `input_pipeline`'s image batches ([local devices, per-device batch,
 ...], padded and masked for evaluation), with `image` holding features, so the same steps run on
-them with the head's apply function (`artjax.models.head_apply`).
+them with the head's apply function (`artjax.models.head_apply`). Runs that name a cache directory
+(`freeze.feature_cache`; the folds of a cross-validation) share one computation of every image's
+features.
 """
 
 from __future__ import annotations
+
+import json
+import pathlib
 
 import numpy as np
 
@@ -20,9 +25,15 @@ def compute_features(p_features, variables, batches) -> dict[str, np.ndarray]:
         mask = batch["mask"].reshape(-1) == 1
         features = np.asarray(p_features(variables, batch["image"]), np.float32)
         found["features"].append(features.reshape(mask.size, -1)[mask])
-        found["label"].append(batch["label"].reshape(-1)[mask])
+        labels = batch["label"]
+        found["label"].append(labels.reshape(mask.size, *labels.shape[2:])[mask])
         found["filename"].append(batch["filename"].reshape(-1)[mask])
     return {k: np.concatenate(v) for k, v in found.items()}
+
+
+def _label_array(labels) -> np.ndarray:
+    """Class indices as int32, or multi-hot targets (multi-label class sets) as float32."""
+    return np.asarray(labels, np.int32 if np.ndim(labels) == 1 else np.float32)
 
 
 def train_batches(features: dict, config, num_devices: int, start_step: int, counts):
@@ -31,6 +42,7 @@ def train_batches(features: dict, config, num_devices: int, start_step: int, cou
     process holds the features of its own shard and draws its share of the global batch."""
     n, batch = len(features["label"]), ip.local_batch_size(config.batch_size, num_devices)
     steps_per_epoch = n // batch
+    labels = _label_array(features["label"])
     probs = None
     if config.data.oversample_power is not None:
         counts = np.asarray(counts, np.float64)
@@ -45,7 +57,7 @@ def train_batches(features: dict, config, num_devices: int, start_step: int, cou
         idx = order[i * batch : (i + 1) * batch]
         yield {
             "image": features["features"][idx].reshape(num_devices, batch // num_devices, -1),
-            "label": features["label"][idx].astype(np.int32).reshape(num_devices, -1),
+            "label": labels[idx].reshape(num_devices, batch // num_devices, *labels.shape[1:]),
         }
         step += 1
 
@@ -60,16 +72,71 @@ def eval_batches(features: dict, config, num_devices: int, split_size: int):
     feats = np.concatenate(
         [features["features"], np.zeros((pad, features["features"].shape[1]), np.float32)]
     )
-    labels = np.concatenate([features["label"], np.zeros(pad, features["label"].dtype)]).astype(
-        np.int32
-    )
+    labels = _label_array(features["label"])
+    labels = np.concatenate([labels, np.zeros((pad, *labels.shape[1:]), labels.dtype)])
     mask = np.concatenate([np.ones(n, np.int32), np.zeros(pad, np.int32)])
     names = np.concatenate([features["filename"], np.array([b""] * pad, dtype=object)])
     for s in range(0, padded, batch):
         sl = slice(s, s + batch)
         yield {
             "image": feats[sl].reshape(num_devices, batch // num_devices, -1),
-            "label": labels[sl].reshape(num_devices, -1),
+            "label": labels[sl].reshape(num_devices, batch // num_devices, *labels.shape[1:]),
             "mask": mask[sl].reshape(num_devices, -1),
             "filename": names[sl].reshape(num_devices, -1),
         }
+
+
+# --- a feature cache shared by runs (the folds of a cross-validation) ----------------------------
+CACHE_FEATURES, CACHE_IDENTITY = "features.npz", "features.json"
+
+
+def cache_identity(config) -> dict:
+    """What a frozen backbone's features depend on: the weights, the architecture and its kernels,
+    the input size and normalization, and the download."""
+    init = (
+        pathlib.Path(config.init.checkpoint).expanduser().absolute()
+        if config.init.checkpoint
+        else ""
+    )
+    return dict(
+        init_checkpoint=str(init),
+        init_workdir_checkpoint=config.init.workdir_checkpoint,
+        model={k: v for k, v in config.model.to_dict().items() if k not in ("dropout_rate",)},
+        image_size=config.data.image_size,
+        normalization=config.data.normalization,
+        data_root=str(pathlib.Path(config.data.root).expanduser().absolute()),
+        prepared_dir=str(pathlib.Path(config.data.prepared_dir).expanduser().absolute()),
+    )
+
+
+def load_cache(cache_dir, identity: dict, files) -> dict[str, np.ndarray] | None:
+    """{filename: features} from the cache in `cache_dir` when it was made with `identity` and
+    holds every one of `files`; None otherwise."""
+    cache_dir = pathlib.Path(cache_dir)
+    meta = cache_dir / CACHE_IDENTITY
+    if not meta.is_file() or json.loads(meta.read_text()) != json.loads(json.dumps(identity)):
+        return None
+    with np.load(cache_dir / CACHE_FEATURES, allow_pickle=False) as stored:
+        found = dict(zip(stored["filename"].tolist(), stored["features"]))
+    return found if set(files) <= set(found) else None
+
+
+def save_cache(cache_dir, identity: dict, features: dict) -> None:
+    """Writes the cache atomically (a crash leaves the old cache or none, never half of one)."""
+    cache_dir = pathlib.Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    names = sorted(features)
+    partial = cache_dir / (CACHE_FEATURES + ".partial.npz")
+    np.savez(partial, filename=np.array(names), features=np.stack([features[n] for n in names]))
+    partial.rename(cache_dir / CACHE_FEATURES)
+    (cache_dir / CACHE_IDENTITY).write_text(json.dumps(identity, indent=2))
+
+
+def split_features(data, split: str, features: dict) -> dict[str, np.ndarray]:
+    """A split's cached features, labels and filenames, in the order of `data.rows`."""
+    rows = [r for r in data.rows if r.filename in data.members[split]]
+    return {
+        "features": np.stack([features[r.filename] for r in rows]),
+        "label": ip.numpy_labels(data, rows),
+        "filename": np.array([r.filename.encode() for r in rows], dtype=object),
+    }

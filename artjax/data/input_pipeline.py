@@ -7,10 +7,12 @@ with a leading [local devices, per-device batch] layout; evaluation batches are 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
 import pathlib
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -23,6 +25,23 @@ from artjax.data import catalog as catalog_lib
 from artjax.data import preprocess as pp
 
 SPLITS = ("train", "val", "test")
+CV_BY = ("", "image", "artist")  # data.cv.by: no cross-validation, image folds, artist folds
+SPLIT_BY = ("image", "artist")  # data.split_by: how validation is drawn from the training pool
+
+
+class Row(NamedTuple):
+    """One prepared image's metadata (no pixels)."""
+
+    filename: str
+    style: str  # the artist's single genre; "" for a multi-genre artist
+    artist: str
+    group: int  # duplicate group id
+    genres: tuple[str, ...]  # every genre the artist's CSV row lists
+    source: str  # the TFDS split it is stored in: the fixed test split or trainval
+
+    @property
+    def stratum(self) -> str:
+        return self.style or ",".join(self.genres)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,20 +52,49 @@ class PreparedData:
     root: pathlib.Path
     synthetic: bool
     classes: tuple[str, ...]
-    val_files: frozenset  # filenames of the run's validation images (from the trainval split)
+    members: dict  # split -> frozenset of the filenames in it
     counts: dict  # split -> per-class image counts, in class order
+    multi_label: bool = False  # targets list every genre of the artist (the `genres` class set)
+    rows: tuple = ()  # the class set's Rows, every split
+    artist_genres: dict = dataclasses.field(default_factory=dict)  # CSV artist -> listed genres
+    # data.cv.by == "artist": the artists held out in this fold; classes that only one artist
+    # has, which no artist-disjoint split can score
+    heldout_artists: tuple = ()
+    single_artist_classes: tuple = ()
+    fold_count: int = 0  # how many folds data.cv makes (0: no cross-validation)
+
+    @property
+    def val_files(self) -> frozenset:
+        return self.members["val"]
 
     @property
     def class_weights(self) -> np.ndarray:
-        """sklearn's 'balanced' weights from the training split: n / (classes * count)."""
+        """sklearn's 'balanced' weights from the training split: n / (classes * count); for a
+        multi-label set n counts images and a class's count the images that list it."""
         counts = np.asarray(self.counts["train"])
+        if self.multi_label:
+            n = len(self.members["train"])
+            return np.where(counts > 0, n / (len(counts) * np.maximum(counts, 1)), 0.0).astype(
+                np.float32
+            )
         labels = np.repeat(np.arange(len(counts)), counts)
         return compute_class_weight("balanced", classes=np.arange(len(counts)), y=labels).astype(
             np.float32
         )
 
     def num_examples(self, split: str) -> int:
-        return int(sum(self.counts[split]))
+        return len(self.members[split])
+
+    def classes_of(self, row: Row) -> tuple[str, ...]:
+        """The run's classes that `row`'s target holds."""
+        if self.multi_label:
+            return tuple(g for g in row.genres if g in self.classes)
+        return (row.style,) if row.style in self.classes else ()
+
+    def sources(self, split: str) -> str:
+        """The TFDS split(s) holding a split's images, as TFDS's split string."""
+        found = {r.source for r in self.rows if r.filename in self.members[split]}
+        return "+".join(sorted(found)) or best_artworks.TRAINVAL_SPLIT
 
 
 def resolve_root(data_config) -> tuple[pathlib.Path, bool]:
@@ -58,14 +106,87 @@ def resolve_root(data_config) -> tuple[pathlib.Path, bool]:
     return synthetic.ensure(data_config.synthetic_dir), True
 
 
-def split_metadata(builder, split) -> list[tuple[str, str, str, int]]:
-    """(filename, style, artist, group) of every example of a TFDS split, without decoding
-    images."""
+def split_metadata(builder, split) -> list[Row]:
+    """The Row of every example of a TFDS split, without decoding images."""
     ds = builder.as_dataset(
         split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False
     )
-    ds = ds.map(lambda ex: (ex["filename"], ex["style"], ex["artist"], ex["group"]))
-    return [(f.decode(), s.decode(), a.decode(), int(g)) for f, s, a, g in ds.as_numpy_iterator()]
+    ds = ds.map(lambda ex: (ex["filename"], ex["style"], ex["artist"], ex["group"], ex["genres"]))
+    return [
+        Row(
+            f.decode(),
+            s.decode(),
+            a.decode(),
+            int(g),
+            catalog_lib.listed_genres(gs.decode()),
+            split,
+        )
+        for f, s, a, g, gs in ds.as_numpy_iterator()
+    ]
+
+
+def _class_set(data_config, builder, all_rows) -> tuple[tuple[str, ...], bool]:
+    multi_label = data_config.classes in catalog_lib.MULTI_LABEL_SETS
+    if multi_label:
+        counts = collections.Counter(g for r in all_rows for g in r.genres)
+    else:
+        counts = collections.Counter(r.style for r in all_rows if r.style)
+    classes = catalog_lib.resolve_classes(data_config.classes, counts, data_config.min_class_images)
+    return classes, multi_label
+
+
+def _artist_classes(rows, classes_of) -> dict:
+    return {r.artist: classes_of(r) for r in rows}
+
+
+def _train_val(pool, data_config, seed: int, classes_of) -> tuple[set, set]:
+    """Splits the training pool into train and validation by image or by artist."""
+    if data_config.split_by not in SPLIT_BY:
+        raise ValueError(f"data.split_by {data_config.split_by!r} is not one of {SPLIT_BY}")
+    if data_config.split_by == "artist":
+        held = splits.val_artists(_artist_classes(pool, classes_of), seed)
+        val = {r.filename for r in pool if r.artist in held}
+    else:
+        strata, groups, files = zip(*[(r.stratum, r.group, r.filename) for r in pool])
+        mask = splits.seeded_val_mask(strata, groups, files, data_config.val_fraction, seed)
+        val = set(np.asarray(files)[mask])
+    return {r.filename for r in pool} - val, val
+
+
+def assign_splits(rows, data_config, seed: int, classes_of) -> tuple[dict, tuple, int]:
+    """(split -> filenames, held-out artists, number of folds) of the class set's `rows` under
+    data.split_by and data.cv (a cross-validation fold)."""
+    cv = data_config.cv
+    if cv.by not in CV_BY:
+        raise ValueError(f"data.cv.by {cv.by!r} is not one of {CV_BY}")
+    trainval = [r for r in rows if r.source == best_artworks.TRAINVAL_SPLIT]
+    test = {r.filename for r in rows if r.source == best_artworks.TEST_SPLIT}
+    held, count = (), 0
+    if cv.by == "artist":
+        # Held-out artists: every image of theirs, the fixed test split's included, is the
+        # fold's test split; no fold trains on the fixed test split.
+        sizes = collections.Counter(r.artist for r in rows)
+        folds = splits.artist_folds(_artist_classes(rows, classes_of), sizes, cv.folds, seed)
+        if not 0 <= cv.fold < len(folds):
+            raise ValueError(f"data.cv.fold {cv.fold} is not in 0..{len(folds) - 1}")
+        held, count = tuple(folds[cv.fold]), len(folds)
+        test = {r.filename for r in rows if r.artist in held}
+        trainval = [r for r in trainval if r.artist not in held]
+        train, val = _train_val(trainval, data_config, seed, classes_of)
+    elif cv.by == "image":
+        if cv.folds < 2:
+            raise splits.SplitError(f"{cv.folds} image folds: need at least 2")
+        strata, groups, files = zip(*[(r.stratum, r.group, r.filename) for r in trainval])
+        fold_of = splits.image_folds(strata, groups, files, cv.folds, seed)
+        if not 0 <= cv.fold < cv.folds:
+            raise ValueError(f"data.cv.fold {cv.fold} is not in 0..{cv.folds - 1}")
+        count = cv.folds
+        val = set(np.asarray(files)[fold_of == cv.fold])
+        train = set(files) - val
+    else:
+        train, val = _train_val(trainval, data_config, seed, classes_of)
+    members = {"train": frozenset(train), "val": frozenset(val), "test": frozenset(test)}
+    return members, held, count
 
 
 def prepare_data(data_config, seed: int) -> PreparedData:
@@ -77,71 +198,84 @@ def prepare_data(data_config, seed: int) -> PreparedData:
         max_hamming=data_config.max_hamming,
         min_correlation=data_config.min_correlation,
     )
-    classes = catalog_lib.resolve_classes(data_config.classes, builder.info.metadata["styles"])
-    trainval = [
-        (f, s, g)
-        for f, s, _, g in split_metadata(builder, best_artworks.TRAINVAL_SPLIT)
-        if s in classes
-    ]
-    test = [
-        (f, s, g)
-        for f, s, _, g in split_metadata(builder, best_artworks.TEST_SPLIT)
-        if s in classes
-    ]
-    files, styles, groups = zip(*trainval)
-    val = splits.seeded_val_mask(styles, groups, files, data_config.val_fraction, seed)
-    val_files = frozenset(np.asarray(files)[val])
-
-    def count(rows):
-        found = [s for _, s in rows]
-        return [found.count(c) for c in classes]
-
-    counts = dict(
-        train=count([(f, s) for f, s, _ in trainval if f not in val_files]),
-        val=count([(f, s) for f, s, _ in trainval if f in val_files]),
-        test=count([(f, s) for f, s, _ in test]),
+    all_rows = split_metadata(builder, best_artworks.TRAINVAL_SPLIT) + split_metadata(
+        builder, best_artworks.TEST_SPLIT
     )
+    classes, multi_label = _class_set(data_config, builder, all_rows)
+    data = PreparedData(builder, root, is_synthetic, classes, {}, {}, multi_label)
+    rows = tuple(r for r in all_rows if data.classes_of(r))  # TFDS order: trainval, then test
+    members, held, fold_count = assign_splits(rows, data_config, seed, data.classes_of)
+    counts = {}
     for split in SPLITS:
-        if 0 in counts[split]:
-            empty = [c for c, n in zip(classes, counts[split]) if n == 0]
+        found = collections.Counter(
+            c for r in rows if r.filename in members[split] for c in data.classes_of(r)
+        )
+        counts[split] = [found[c] for c in classes]
+        empty = [c for c in classes if not found[c]]
+        if empty:
             logging.warning("split %r has no images of class(es) %s", split, empty)
-    return PreparedData(builder, root, is_synthetic, classes, val_files, counts)
+    artist_genres = {a: tuple(g) for a, g in builder.info.metadata["artist_genres"].items()}
+    lone = splits.single_artist_classes(_artist_classes(rows, data.classes_of))
+    return dataclasses.replace(
+        data,
+        members=members,
+        counts=counts,
+        rows=rows,
+        artist_genres=artist_genres,
+        heldout_artists=held,
+        single_artist_classes=tuple(lone),
+        fold_count=fold_count,
+    )
+
+
+def with_all_images(data: PreparedData) -> PreparedData:
+    """`data` with one more member, "all": every image of the class set (e.g. to cache features)."""
+    everything = frozenset(r.filename for r in data.rows)
+    return dataclasses.replace(data, members={**data.members, "all": everything})
+
+
+def numpy_labels(data: PreparedData, rows) -> np.ndarray:
+    """The labels of `rows` as split_dataset gives them: class indices, or multi-hot targets."""
+    index = {c: i for i, c in enumerate(data.classes)}
+    if not data.multi_label:
+        return np.array([index[r.style] for r in rows], np.int32)
+    found = np.zeros((len(rows), len(data.classes)), np.float32)
+    for i, r in enumerate(rows):
+        found[i, [index[c] for c in data.classes_of(r)]] = 1.0
+    return found
+
+
+def _lookup(keys, values, default, value_dtype) -> tf.lookup.StaticHashTable:
+    init = tf.lookup.KeyValueTensorInitializer(list(keys), list(values), tf.string, value_dtype)
+    return tf.lookup.StaticHashTable(init, default_value=default)
 
 
 def split_dataset(data: PreparedData, split: str) -> tf.data.Dataset:
-    """Undecoded examples of one of the run's splits, `label` indexing `data.classes`."""
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r} is not one of {SPLITS}")
-    source = best_artworks.TEST_SPLIT if split == "test" else best_artworks.TRAINVAL_SPLIT
+    """Undecoded examples of one of the run's splits (or of another file set in `data.members`):
+    `label` indexes `data.classes`, or is the multi-hot vector over them for a multi-label set."""
+    if split not in data.members:
+        raise ValueError(f"split {split!r} is not one of {tuple(data.members)}")
     ds = data.builder.as_dataset(
-        split=source, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False
+        split=data.sources(split),
+        decoders={"image": tfds.decode.SkipDecoding()},
+        shuffle_files=False,
     )
-    label_of = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            list(data.classes), list(range(len(data.classes))), tf.string, tf.int32
-        ),
-        default_value=-1,
-    )
-    ds = ds.map(
-        lambda ex: {
-            "image": ex["image"],
-            "label": label_of.lookup(ex["style"]),
-            "filename": ex["filename"],
-        }
-    )
-    ds = ds.filter(lambda ex: ex["label"] >= 0)
-    if split != "test":
-        val_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                sorted(data.val_files) or [""],
-                [1] * max(1, len(data.val_files)),
-                tf.string,
-                tf.int32,
-            ),
-            default_value=0,
-        )
-        want_val = 1 if split == "val" else 0
-        ds = ds.filter(lambda ex: tf.equal(val_table.lookup(ex["filename"]), want_val))
+    files = sorted(data.members[split]) or [""]
+    member = _lookup(files, [1] * len(files), 0, tf.int32)
+    ds = ds.filter(lambda ex: tf.equal(member.lookup(ex["filename"]), 1))
+    index_of = _lookup(data.classes, range(len(data.classes)), -1, tf.int32)
+    if data.multi_label:
+        num_classes = len(data.classes)
+
+        def label(ex):
+            ids = index_of.lookup(tf.strings.split(ex["genres"], ","))
+            return tf.reduce_max(tf.one_hot(ids, num_classes, dtype=tf.float32), axis=0)
+    else:
+
+        def label(ex):
+            return index_of.lookup(ex["style"])
+
+    ds = ds.map(lambda ex: {"image": ex["image"], "label": label(ex), "filename": ex["filename"]})
     return ds.shard(jax.process_count(), jax.process_index())
 
 
@@ -212,6 +346,10 @@ def train_dataset(
     if d.cache and _cache_fits(data.num_examples("train"), d.image_size):
         ds = ds.cache()
     if d.oversample_power is not None:
+        if data.multi_label:
+            raise ValueError(
+                "data.oversample_power draws by class: not for a multi-label class set"
+            )
         counts = np.asarray(data.counts["train"])
         weights = class_sampling_weights(counts, d.oversample_power)
         per_class = [
@@ -267,7 +405,9 @@ def eval_dataset(data: PreparedData, split: str, config, num_devices: int) -> tf
     pad = tf.data.Dataset.from_tensors(
         {
             "image": tf.zeros(shape, tf.float32),
-            "label": tf.constant(0, tf.int32),
+            "label": tf.zeros([len(data.classes)])
+            if data.multi_label
+            else tf.constant(0, tf.int32),
             "mask": tf.constant(0, tf.int32),
             "filename": tf.constant(""),
         }

@@ -4,15 +4,29 @@
   of their identity (the NFC file names of their members), not by a random draw, so the test split
   is the same across seeds, runs, machines and class sets for the same images.
 * train / val: the rest, split per run from the run's seed, stratified by style, whole groups at a
-  time.
+  time. Groups are ordered by a seeded hash of their identity, so the split depends only on the
+  class set's own files: a download that grows does not move it.
+* artist-disjoint: validation artists (`val_artists`) and cross-validation folds of artists
+  (`artist_folds`), holding out only artists whose every class another artist also has.
+* image folds for K-fold cross-validation (`image_folds`), stratified, whole groups at a time.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+
+class SplitError(ValueError):
+    """A split that cannot be made as asked (too many folds, a class left without training data)."""
+
+
+def _seeded_hash(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}\0{key}".encode("utf-8")).hexdigest()
 
 
 def _group_table(styles, groups, filenames) -> pd.DataFrame:
@@ -51,6 +65,93 @@ def fixed_test_mask(styles, groups, filenames, test_fraction: float) -> np.ndarr
 def seeded_val_mask(styles, groups, filenames, val_fraction: float, seed: int) -> np.ndarray:
     """True for the validation images of a run; `val_fraction` is of the images passed in."""
     table = _group_table(styles, groups, filenames)
-    rank = dict(zip(table.index, np.random.default_rng(seed).permutation(len(table))))
+    rank = {g: _seeded_hash(seed, key) for g, key in table["key"].items()}
     val_groups = _take_groups(table, rank.__getitem__, val_fraction)
     return np.isin(np.asarray(groups), list(val_groups))
+
+
+def group_keys(groups, filenames) -> list[str]:
+    """Each image's duplicate group, named by its members' file names (the numeric ids depend on
+    the whole download)."""
+    members = collections.defaultdict(list)
+    for g, f in zip(groups, filenames):
+        members[g].append(f)
+    key = {g: "|".join(sorted(fs)) for g, fs in members.items()}
+    return [key[g] for g in groups]
+
+
+def heldout_candidates(artist_classes: dict) -> list[str]:
+    """Artists that can be held out: each of their classes is another artist's class too. (A style
+    with a single artist cannot be scored on unseen artists; it stays in training.)"""
+    listed = collections.Counter(c for classes in artist_classes.values() for c in set(classes))
+    return sorted(a for a, cs in artist_classes.items() if cs and all(listed[c] >= 2 for c in cs))
+
+
+def single_artist_classes(artist_classes: dict) -> list[str]:
+    """Classes that only one artist has: excluded from held-out-artist scoring."""
+    listed = collections.Counter(c for classes in artist_classes.values() for c in set(classes))
+    return sorted(c for c, n in listed.items() if n == 1)
+
+
+def val_artists(artist_classes: dict, seed: int) -> set[str]:
+    """One validation artist per class that has two or more, chosen by a seeded hash of the names,
+    never leaving a class without a training artist."""
+    chosen: set[str] = set()
+    listers = collections.defaultdict(set)
+    for artist, classes in artist_classes.items():
+        for c in classes:
+            listers[c].add(artist)
+    for c in sorted(listers):
+        if listers[c] & chosen:
+            continue
+        for artist in sorted(listers[c], key=lambda a: _seeded_hash(seed, a)):
+            if all(listers[k] - chosen - {artist} for k in artist_classes[artist]):
+                chosen.add(artist)
+                break
+    return chosen
+
+
+def artist_folds(
+    artist_classes: dict, artist_images: dict, folds: int, seed: int
+) -> list[list[str]]:
+    """Held-out artists per fold. `folds` = 0: one artist per fold (leave-one-artist-out). Else
+    GroupKFold over the artists that can be held out, balanced: a class holds out at most one
+    artist per fold where it can, and the folds hold similar numbers of images."""
+    candidates = heldout_candidates(artist_classes)
+    if folds == 0:
+        return [[a] for a in candidates]
+    if folds < 2 or folds > len(candidates):
+        raise SplitError(
+            f"{folds} artist folds: need 2 to {len(candidates)} (the artists that can be held out: "
+            f"{candidates}); use --folds 0 for one artist per fold"
+        )
+    order = sorted(candidates, key=lambda a: (-artist_images[a], _seeded_hash(seed, a)))
+    held, sizes, classes = [[] for _ in range(folds)], [0] * folds, [set() for _ in range(folds)]
+    for artist in order:
+        free = [f for f in range(folds) if not classes[f] & set(artist_classes[artist])]
+        fold = min(free or range(folds), key=lambda f: (sizes[f], f))
+        held[fold].append(artist)
+        sizes[fold] += artist_images[artist]
+        classes[fold] |= set(artist_classes[artist])
+    for f, artists in enumerate(held):
+        training = {c for a, cs in artist_classes.items() if a not in artists for c in cs}
+        empty = sorted(set().union(*(artist_classes[a] for a in artists)) - training)
+        if empty:
+            raise SplitError(
+                f"fold {f} holds out every artist of {empty} ({sorted(artists)}): "
+                "that class would have no training images; use more folds"
+            )
+    return [sorted(artists) for artists in held]
+
+
+def image_folds(strata, groups, filenames, folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of each image: stratified by `strata`, whole duplicate groups at a
+    time. Depends only on the images passed in and the seed (groups are named by their members)."""
+    order = np.argsort(np.asarray(filenames))
+    keys = np.asarray(group_keys(groups, filenames))
+    strata = np.asarray(strata)
+    found = np.empty(len(order), np.int64)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(splitter.split(order, strata[order], keys[order])):
+        found[order[held]] = fold
+    return found

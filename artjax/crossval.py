@@ -1,0 +1,308 @@
+"""Cross-validation: K folds of a config, each an ordinary training workdir `workdir/fold_<k>/`.
+
+- `by="artist"`: folds of held-out artists (GroupKFold over the artists whose every class another
+  artist also has, balanced so that a class holds out at most one artist per fold where it can;
+  `folds=0`: one artist per fold). A fold's held-out set is every image of its artists; its
+  validation split comes from the training artists, and its best checkpoint scores the held-out
+  artists. Classes with a single artist stay in training and are excluded from held-out scoring.
+- `by="image"`: K stratified folds of the non-test images (whole duplicate groups); a fold's
+  held-out set is its validation split, scored at the final checkpoint (so that choosing the
+  best epoch does not look at it). The fixed test split is never trained on: evaluating the CV
+  workdir gives the bag of the fold models on it.
+
+Folds of a frozen backbone share one feature cache (`workdir/feature_cache/`): the backbone runs
+once per image for the whole CV. Each finished fold writes its held-out predictions
+(`heldout.npz`, then `heldout.json`, the mark that it is done); stopping the runner at any point
+loses no finished fold, and running it again resumes the unfinished one from its checkpoints. The
+report is `workdir/cv_report.json` and `cv_report.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+
+from artjax import checkpointing, evaluation, models, steps, train_state, trainer, transfer
+from artjax.data import feature_batches
+from artjax.data import input_pipeline as ip
+
+HELDOUT_NPZ, HELDOUT_JSON = "heldout.npz", "heldout.json"
+# Which split of a fold is held out, and at which checkpoint it is scored.
+HELDOUT = {"artist": ("test", "best"), "image": ("val", "latest")}
+
+
+class FoldInterrupted(RuntimeError):
+    """A fold's training ended before its last epoch (a hook stopped it): the CV stops there."""
+
+
+def fold_config(config, by: str, folds: int, fold: int):
+    found = config.copy_and_resolve_references()
+    found.data.cv.by, found.data.cv.folds, found.data.cv.fold = by, folds, fold
+    return found
+
+
+def _finished(fold_dir: pathlib.Path, config) -> bool:
+    history = checkpointing.read_metrics(fold_dir)
+    return bool(history) and history[-1]["epoch"] >= config.num_epochs
+
+
+def _write_record(workdir: pathlib.Path, record: dict) -> None:
+    """cv.json, or a check that an existing one describes the same cross-validation."""
+    path = workdir / checkpointing.CV_FILE
+    record = json.loads(json.dumps(record, default=str))
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != record:
+            differ = sorted(k for k in record if old.get(k) != record.get(k))
+            raise checkpointing.CheckpointMismatchError(
+                f"{workdir} holds another cross-validation (differs in {differ}); use another "
+                "--workdir, nothing was overwritten"
+            )
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+
+
+def heldout_predictions(
+    fold_dir, split: str, checkpoint: str
+) -> tuple[evaluation.Predictions, ip.PreparedData]:
+    """(predictions, data) of a fold on its held-out split: the head on the shared cached features
+    for a frozen backbone, else the full model on images."""
+    config, run, state, _ = train_state.load_run(fold_dir, checkpoint)
+    data = ip.prepare_data(config.data, config.seed)
+    model, plan = train_state.build_model(config, len(data.classes), axis_name=None)
+    if not (transfer.uses_cached_features(config, plan) and config.freeze.feature_cache):
+        return evaluation.model_predictions(config, run, state, data, split), data
+    identity = feature_batches.cache_identity(config)
+    files = [r.filename for r in data.rows]
+    cached = feature_batches.load_cache(config.freeze.feature_cache, identity, files)
+    if cached is None:
+        raise FileNotFoundError(f"{config.freeze.feature_cache}: the CV's feature cache is missing")
+    found = feature_batches.split_features(data, split, cached)
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    logits = jax.jit(models.head_apply(model))(variables, found["features"], train=False)
+    artist_of = {r.filename: r.artist for r in data.rows}
+    filenames = [f.decode() for f in found["filename"]]
+    predictions = evaluation.Predictions(
+        classes=list(data.classes),
+        multi_label=data.multi_label,
+        labels=found["label"],
+        probabilities=np.asarray(
+            steps.probabilities(logits, data.multi_label, config.multi_label_loss)
+        ),
+        filenames=filenames,
+        artists=[artist_of[f] for f in filenames],
+    )
+    return predictions, data
+
+
+def _save_heldout(fold_dir: pathlib.Path, by: str) -> None:
+    split, checkpoint = HELDOUT[by]
+    found, data = heldout_predictions(fold_dir, split, checkpoint)
+    np.savez(
+        fold_dir / HELDOUT_NPZ,
+        labels=found.labels,
+        probabilities=found.probabilities,
+        filenames=np.array(found.filenames),
+        artists=np.array(found.artists),
+    )
+    record = dict(
+        split=split,
+        checkpoint=checkpoint,
+        classes=found.classes,
+        multi_label=found.multi_label,
+        heldout_artists=list(data.heldout_artists),
+        single_artist_classes=list(data.single_artist_classes),
+        artist_genres={a: list(g) for a, g in data.artist_genres.items()},
+    )
+    partial = fold_dir / (HELDOUT_JSON + ".partial")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.rename(fold_dir / HELDOUT_JSON)  # written last: the fold is done
+
+
+def load_heldout(fold_dir) -> tuple[evaluation.Predictions, dict]:
+    fold_dir = pathlib.Path(fold_dir)
+    record = json.loads((fold_dir / HELDOUT_JSON).read_text())
+    with np.load(fold_dir / HELDOUT_NPZ, allow_pickle=False) as stored:
+        found = evaluation.Predictions(
+            classes=record["classes"],
+            multi_label=record["multi_label"],
+            labels=stored["labels"],
+            probabilities=stored["probabilities"],
+            filenames=stored["filenames"].tolist(),
+            artists=stored["artists"].tolist(),
+        )
+    return found, record
+
+
+def run_cv(config, workdir, folds: int, by: str, extra_hooks=()) -> dict:
+    """Trains and scores every fold not yet done, then writes the report; returns it."""
+    if by not in HELDOUT:
+        raise ValueError(f"--by {by!r} is not one of {tuple(HELDOUT)}")
+    workdir = pathlib.Path(workdir)
+    base = fold_config(config, by, folds, 0)
+    first = ip.prepare_data(base.data, base.seed)  # checks the folds before anything is written
+    _, plan = train_state.build_model(base, len(first.classes))
+    if transfer.uses_cached_features(base, plan) and not base.freeze.feature_cache:
+        base.freeze.feature_cache = str((workdir / "feature_cache").absolute())
+    names = [f"fold_{k}" for k in range(first.fold_count)]
+    _write_record(workdir, dict(by=by, folds=folds, fold_workdirs=names, config=base.to_dict()))
+    for k, name in enumerate(names):
+        fold_dir = workdir / name
+        if (fold_dir / HELDOUT_JSON).is_file():
+            continue
+        fold = fold_config(base, by, folds, k)
+        trainer.train_and_evaluate(fold, fold_dir, extra_hooks=extra_hooks)
+        if not _finished(fold_dir, fold):
+            raise FoldInterrupted(f"{fold_dir} stopped before its last epoch; run again to resume")
+        _save_heldout(fold_dir, by)
+    return write_report(workdir)
+
+
+def _headline(report: dict) -> dict:
+    artists = report["artists"]
+    found = {
+        "macro_share_listed": artists["macro_share_listed"],
+        "overall_share_listed": artists["overall_share_listed"],
+    }
+    if "mean_average_precision" in report:
+        found.update(
+            mAP=report["mean_average_precision"], top1_within_listed=report["top1_within_listed"]
+        )
+    else:
+        found.update(
+            accuracy=report["accuracy"],
+            balanced_accuracy=report["balanced_accuracy"],
+            macro_f1=report["macro"]["f1"],
+        )
+    return found
+
+
+def cv_report(workdir) -> dict:
+    """Per-fold metrics and their mean ± std; the pooled held-out predictions' metrics (confusion
+    matrix and per-class P/R/F1, or mAP and per-genre AP); per held-out artist, the share of their
+    paintings given one of their listed genres, with the histogram of the predictions."""
+    workdir = pathlib.Path(workdir)
+    record = json.loads((workdir / checkpointing.CV_FILE).read_text())
+    folds, pooled = [], []
+    for fold_dir in checkpointing.fold_workdirs(workdir):
+        found, held = load_heldout(fold_dir)
+        fold_report = found.report(held["artist_genres"])
+        folds.append(
+            dict(
+                fold=fold_dir.name,
+                images=len(found.filenames),
+                heldout_artists=held["heldout_artists"],
+                **_headline(fold_report),
+            )
+        )
+        pooled.append(found)
+    together = evaluation.Predictions(
+        classes=pooled[0].classes,
+        multi_label=pooled[0].multi_label,
+        labels=np.concatenate([p.labels for p in pooled]),
+        probabilities=np.concatenate([p.probabilities for p in pooled]),
+        filenames=sum((p.filenames for p in pooled), []),
+        artists=sum((p.artists for p in pooled), []),
+    )
+    pooled_report = together.report(held["artist_genres"])
+    keys = [k for k in folds[0] if isinstance(folds[0][k], float)]
+    summary = {
+        k: {
+            "mean": float(np.mean([f[k] for f in folds if f[k] is not None])),
+            "std": float(np.std([f[k] for f in folds if f[k] is not None])),
+        }
+        for k in keys
+    }
+    return dict(
+        by=record["by"],
+        folds=folds,
+        fold_summary=summary,
+        pooled=pooled_report,
+        heldout_split=held["split"],
+        heldout_checkpoint=held["checkpoint"],
+        excluded_from_heldout_scoring=held["single_artist_classes"]
+        if record["by"] == "artist"
+        else [],
+        images=len(together.filenames),
+    )
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    align = ["---"] + ["---:" if isinstance(v, (int, float)) else "---" for v in rows[0][1:]]
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else ("n/a" if v is None else str(v))
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(align) + "|",
+        *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows),
+    ]
+
+
+def report_markdown(report: dict) -> str:
+    pooled, artists = report["pooled"], report["pooled"]["artists"]
+    n_folds, images = len(report["folds"]), report["images"]
+    lines = [f"# Cross-validation by {report['by']}: {n_folds} folds, {images} held-out images", ""]
+    if report["excluded_from_heldout_scoring"]:
+        excluded = ", ".join(report["excluded_from_heldout_scoring"])
+        lines += [f"Excluded from held-out scoring (one artist, kept in training): {excluded}.", ""]
+    summary = report["fold_summary"]
+    lines += _table(
+        ["metric (per fold)", "mean", "std"], [[k, v["mean"], v["std"]] for k, v in summary.items()]
+    )
+    if artists["overall_share_listed"] is not None:
+        lines += [
+            "",
+            f"Pooled: listed genre for {artists['overall_share_listed']:.4f} of the held-out "
+            f"paintings; macro mean over artists {artists['macro_share_listed']:.4f}.",
+        ]
+    if "accuracy" in pooled:
+        lines += [
+            "",
+            f"Pooled accuracy {pooled['accuracy']:.4f}, "
+            f"balanced {pooled['balanced_accuracy']:.4f}, macro F1 {pooled['macro']['f1']:.4f}.",
+            "",
+        ]
+        rows = [
+            [c, m["precision"], m["recall"], m["f1"], m["support"]]
+            for c, m in pooled["per_class"].items()
+        ]
+        lines += _table(["class", "precision", "recall", "f1", "support"], rows)
+    else:
+        lines += [
+            "",
+            f"Pooled mAP {pooled['mean_average_precision']:.4f}, top-1 within listed genres "
+            f"{pooled['top1_within_listed']:.4f}.",
+            "",
+        ]
+        rows = [[c, m["average_precision"], m["support"]] for c, m in pooled["per_class"].items()]
+        lines += _table(["genre", "AP", "support"], rows)
+    rows = [
+        [
+            a,
+            ", ".join(v["listed_genres"]),
+            v["images"],
+            v["share_listed"],
+            ", ".join(f"{c} {n}" for c, n in list(v["predicted"].items())[:3]),
+        ]
+        for a, v in artists["per_artist"].items()
+    ]
+    if rows:
+        header = ["held-out artist", "listed genres", "images", "listed share", "predicted (top 3)"]
+        lines += ["", *_table(header, rows)]
+    if artists["artists_not_scored"]:
+        not_scored = ", ".join(artists["artists_not_scored"])
+        lines += ["", f"Not scored (no listed genre among the classes): {not_scored}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(workdir) -> dict:
+    workdir = pathlib.Path(workdir)
+    report = cv_report(workdir)
+    (workdir / "cv_report.json").write_text(json.dumps(report, indent=2, default=float))
+    (workdir / "cv_report.md").write_text(report_markdown(report))
+    return report
