@@ -16,8 +16,9 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m artjax.train --config experiments/cnn.py:synthetic --workdir checkpoints/demo
 	$(BIN)/python -m artjax.evaluate --workdir checkpoints/demo --split test
 
+# One pytest worker per core, at most 4 (each holds TensorFlow and JAX).
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4
 
 # ruff's lint and format check (pyproject.toml [tool.ruff]); CI runs it before the tests.
 lint: $(BIN)/.installed

@@ -19,6 +19,7 @@ report is `workdir/cv_report.json` and `cv_report.md`.
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 
@@ -85,7 +86,8 @@ def heldout_predictions(
     variables = {"params": state.params}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-    logits = jax.jit(models.head_apply(model))(variables, found["features"], train=False)
+    head = jax.jit(functools.partial(models.head_apply(model), train=False))
+    logits = head(variables, found["features"])
     artist_of = {r.filename: r.artist for r in data.rows}
     filenames = [f.decode() for f in found["filename"]]
     predictions = evaluation.Predictions(
@@ -267,9 +269,11 @@ def report_markdown(report: dict) -> str:
             f"balanced {pooled['balanced_accuracy']:.4f}, macro F1 {pooled['macro']['f1']:.4f}.",
             "",
         ]
+        # Classes without held-out images (kept in training) are left out of this table.
         rows = [
             [c, m["precision"], m["recall"], m["f1"], m["support"]]
             for c, m in pooled["per_class"].items()
+            if m["support"]
         ]
         lines += _table(["class", "precision", "recall", "f1", "support"], rows)
     else:

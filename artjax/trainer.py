@@ -182,6 +182,9 @@ def set_up(config, workdir) -> Setup:
     hooks.report(f"classes ({config.data.classes}):\n{exploration.class_table(data)}")
     if data.heldout_artists:
         hooks.report(f"held-out artists (the test split): {', '.join(data.heldout_artists)}")
+    if config.data.split_by == "artist" or data.heldout_artists:
+        lone = ", ".join(data.single_artist_classes) or "none"
+        hooks.report(f"classes with a single artist, excluded from held-out scoring: {lone}")
 
     model, plan = train_state.build_model(config, len(data.classes))
     steps_per_epoch = data.num_examples("train") // config.batch_size

@@ -58,3 +58,27 @@ def make_config(root, prepared_dir, **data_overrides):
     config.eval_batch_size = 8
     config.data.update(data_overrides)
     return config
+
+
+def make_tiny_port(model_config, path):
+    """(path, variables): a ported checkpoint of `model_config`'s (tiny) ResNet, as `python -m
+    artjax.port` writes them, with weights unlike any fresh initialization."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from artjax import models
+    from artjax.models import porting
+
+    model = models.create_model(model_config, 1000)
+    variables = model.init(jax.random.PRNGKey(7), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.tree.map(lambda x: np.asarray(x) + 0.01, variables)
+    meta = dict(
+        source="torchvision",
+        normalization="imagenet",
+        input_size=32,
+        num_classes=1000,
+        has_head=True,
+        architecture={k: model_config[k] for k in porting.ARCHITECTURE_KEYS["resnet"]},
+    )
+    return porting.save(path, variables, meta), variables

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from artjax import checkpointing, crossval, evaluation, hooks, trainer
+from artjax import checkpointing, crossval, evaluation, hooks, train_state, trainer
 from artjax.data import catalog, splits
 from artjax.data import input_pipeline as ip
-from tests.conftest import PROJECT_ROOT, make_config
+from tests.conftest import PROJECT_ROOT, make_config, make_tiny_port
 
 STUDY_TEST_FILES = PROJECT_ROOT / "tests" / "data" / "study_test_files.txt"
 
@@ -256,3 +256,35 @@ def test_the_unseen_artist_report_on_a_held_out_artist(cv_run, synthetic_root, t
     empty.mkdir()
     with pytest.raises(catalog.DataError, match="no_csv: no artists.csv"):
         evaluation.evaluate_images(fold_dir, empty)
+
+
+def test_frozen_backbone_folds_share_one_feature_cache(synthetic_root, tmp_path, monkeypatch):
+    config = make_config(synthetic_root, tmp_path / "prepared")
+    config.num_epochs, config.log_every_steps, config.data.augment_enabled = 2, 2, False
+    config.model.update(name="resnet", stage_sizes=(1, 1), width=4, dropout_rate=0.0)
+    port, _ = make_tiny_port(config.model, tmp_path / "port")
+    config.init.checkpoint, config.data.normalization = str(port), "imagenet"
+    config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
+    from artjax.data import feature_batches
+
+    saved = []
+    save = feature_batches.save_cache
+    monkeypatch.setattr(feature_batches, "save_cache", lambda *a: saved.append(1) or save(*a))
+    crossval.run_cv(config, tmp_path / "cv", 2, "artist")
+    assert saved == [1]  # the backbone ran once for both folds
+    cache = np.load(tmp_path / "cv" / "feature_cache" / feature_batches.CACHE_FEATURES)
+    assert len(cache["filename"]) == 12 * 8  # every image of the class set
+    # The held-out predictions through the cache equal the full model's on decoded images.
+    fold = tmp_path / "cv" / "fold_0"
+    cached, _ = crossval.load_heldout(fold)
+    fold_config, run, state, _ = train_state.load_run(fold, "best")
+    data = ip.prepare_data(fold_config.data, fold_config.seed)
+    on_images = evaluation.model_predictions(fold_config, run, state, data, "test")
+    assert sorted(on_images.filenames) == sorted(cached.filenames)
+    order = lambda p: np.argsort(p.filenames)
+    np.testing.assert_allclose(
+        on_images.probabilities[order(on_images)],
+        cached.probabilities[order(cached)],
+        rtol=1e-4,
+        atol=1e-5,
+    )

@@ -12,8 +12,7 @@ from flax import jax_utils, traverse_util
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer, transfer
 from artjax.data import feature_batches
-from artjax.models import porting
-from tests.conftest import make_config
+from tests.conftest import make_config, make_tiny_port
 
 TINY_RESNET = {
     "model.name": "resnet",
@@ -244,20 +243,7 @@ def test_merge_is_strict_and_replaces_the_head():
 @pytest.fixture
 def tiny_port(tmp_path):
     """A ported checkpoint of a tiny ResNet (as `python -m artjax.port` writes them)."""
-    config = config_with(tmp_path)
-    model = models.create_model(config.model, 1000)
-    variables = model.init(jax.random.PRNGKey(7), jnp.zeros((1, 32, 32, 3)))
-    # differs from any fresh init
-    variables = jax.tree.map(lambda x: np.asarray(x) + 0.01, variables)
-    meta = dict(
-        source="torchvision",
-        normalization="imagenet",
-        input_size=32,
-        num_classes=1000,
-        has_head=True,
-        architecture={k: config.model[k] for k in porting.ARCHITECTURE_KEYS["resnet"]},
-    )
-    return porting.save(tmp_path / "port", variables, meta), variables
+    return make_tiny_port(config_with(tmp_path).model, tmp_path / "port")
 
 
 def test_frozen_run_on_cached_features_starts_from_the_port_and_evaluates_on_images(
