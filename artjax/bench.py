@@ -34,7 +34,6 @@ if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artja
     host_memory.keep_freed_memory()
 
 import os
-import platform
 
 import jax
 from absl import app, flags
@@ -80,7 +79,7 @@ def main(argv):
         return
     if argv[1] == "train":
         print(
-            f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, "
             f"JAX backend {jax.default_backend()} x{jax.local_device_count()}; "
             f"image size {F.image_size}, median of {F.steps} timed steps, "
             f"median of {F.rounds} round(s); "
@@ -96,7 +95,7 @@ def main(argv):
     config = F.config
     rates = benchmarks.bench_pipeline(config, F.images)
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores; "
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores; "
         f"image size {config.data.image_size}, "
         f"batch {config.batch_size}, {F.images} images per measurement"
     )

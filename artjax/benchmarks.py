@@ -9,6 +9,8 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import multiprocessing
+import pathlib
+import platform
 import time
 
 import jax
@@ -30,6 +32,29 @@ PEAK_FLOPS = {
     "TPU v5e": 197e12,
     "TPU v5p": 459e12,
 }
+
+
+# Vector extensions that decide how fast each framework's CPU kernels run (BENCHMARKS.md: the
+# ratios against Keras differ a lot between AVX2-only and AVX-512/AMX machines).
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU model, family/model numbers and vector extensions, e.g. "AMD EPYC (family 26 model
+    2; avx2 avx512f ...)", from /proc/cpuinfo (or the text given); "unknown CPU" elsewhere."""
+    if cpuinfo is None:
+        path = pathlib.Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.is_file() else ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields:
+        return f"unknown CPU ({platform.processor() or platform.machine()})"
+    flags = set(fields.get("flags", "").split())
+    vector = " ".join(f for f in VECTOR_FLAGS if f in flags) or "no AVX2"
+    family = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    return f"{fields['model name']} ({family}; {vector})"
 
 
 def _rate(iterator, images: int, batch: int) -> float:

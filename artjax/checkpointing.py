@@ -4,6 +4,7 @@ workdir.
 workdir/
   run.json          config, class names, normalization, model spec, data summary (written at start)
   checkpoints/<step>/{state, run}   every `checkpoint_every_epochs`; the latest `keep` and the best
+  checkpoints/unreadable/<step>     checkpoints found unreadable (truncated, empty), moved aside
   metrics.jsonl     one line per epoch (train/val loss and accuracy)
   tensorboard/      the same as TensorBoard events
 
@@ -14,13 +15,19 @@ the CV report.
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 RUN_FILE = "run.json"
+UNREADABLE_DIR = "unreadable"
+# TensorStore's status codes for files it cannot read (truncated, missing, corrupt); Orbax passes
+# them on as ValueErrors, as it does a state of another structure (CheckpointMismatchError).
+READ_ERRORS = ("OUT_OF_RANGE", "DATA_LOSS", "NOT_FOUND", "UNAVAILABLE", "FAILED_PRECONDITION")
 METRICS_FILE = "metrics.jsonl"
 # What must match for a workdir to be resumed or evaluated with a config.
 IDENTITY_KEYS = ("model", "classes", "image_size", "normalization")
@@ -28,6 +35,10 @@ IDENTITY_KEYS = ("model", "classes", "image_size", "normalization")
 
 class CheckpointMismatchError(ValueError):
     pass
+
+
+class CheckpointUnreadableError(RuntimeError):
+    """A checkpoint's files cannot be read (truncated, missing, empty step directory)."""
 
 
 CV_FILE = "cv.json"  # marks a cross-validation workdir (artjax.cv) and lists its fold workdirs
@@ -77,12 +88,26 @@ def read_metrics(workdir) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def truncate_metrics(workdir, step: int) -> list[dict]:
+    """Cuts metrics.jsonl back to the lines of steps <= `step` (a run killed after logging an epoch
+    but before its checkpoint logs that epoch again when it resumes); returns the dropped lines."""
+    path = pathlib.Path(workdir) / METRICS_FILE
+    rows = read_metrics(workdir)
+    kept = [r for r in rows if r["step"] <= step]
+    if len(kept) < len(rows):
+        partial = path.with_suffix(".jsonl.partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        partial.replace(path)
+    return rows[len(kept) :]
+
+
 class Checkpoints:
     """Keeps the latest `keep` checkpoints plus the best one by `best_metric` (higher is better)."""
 
     def __init__(self, workdir, keep: int = 2, best_metric: str = "val_accuracy"):
         self.workdir = pathlib.Path(workdir).absolute()
-        self.best_metric = best_metric
+        self.directory = self.workdir / "checkpoints"
+        self.keep, self.best_metric = keep, best_metric
         policy = checkpoint_managers.AnyPreservationPolicy(
             [
                 checkpoint_managers.LatestN(keep),
@@ -90,8 +115,10 @@ class Checkpoints:
                 checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
             ]
         )
+        for empty in self._empty_step_dirs():  # before Orbax lists them as steps
+            self._set_aside(empty, "an empty step directory")
         self.manager = ocp.CheckpointManager(
-            self.workdir / "checkpoints",
+            self.directory,
             item_names=("state", "run"),
             options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
         )
@@ -142,14 +169,111 @@ class Checkpoints:
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
         except ValueError as e:
+            if str(e).startswith(READ_ERRORS):
+                raise CheckpointUnreadableError(
+                    f"{self.directory / str(step)}: unreadable ({first_line(e)})"
+                ) from e
             raise CheckpointMismatchError(
                 f"{self.workdir}: the checkpoint at step {step} does not fit the state this config "
                 f"builds (another model, optimizer or class count?). Orbax says: {str(e)[:2000]}"
             ) from e
+        except Exception as e:  # Orbax and TensorStore raise many kinds for damaged files
+            raise CheckpointUnreadableError(
+                f"{self.directory / str(step)}: unreadable ({first_line(e)})"
+            ) from e
         return restored["state"]
+
+    def _empty_step_dirs(self) -> list[pathlib.Path]:
+        if not self.directory.is_dir():
+            return []
+        return [p for p in self.directory.iterdir() if p.name.isdigit() and not any(p.iterdir())]
+
+    def _set_aside(self, source: pathlib.Path, why: str) -> pathlib.Path:
+        target = self.directory / UNREADABLE_DIR / source.name
+        suffix = 1
+        while target.exists():
+            target, suffix = self.directory / UNREADABLE_DIR / f"{source.name}.{suffix}", suffix + 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), str(target))
+        logging.warning("checkpoint %s is unreadable (%s); moved to %s", source, why, target)
+        return target
+
+    def move_aside(self, step: int, error: Exception) -> pathlib.Path:
+        """Moves an unreadable step directory to checkpoints/unreadable/<step> (never deletes it)
+        with one warning naming it and the error's first line."""
+        target = self._set_aside(self.directory / str(step), first_line(error))
+        self.manager.reload()
+        return target
+
+    def restore_newest_readable(self, like=None) -> tuple[int | None, object]:
+        """(step, state) of the newest readable checkpoint, moving unreadable newer ones aside;
+        (None, None) when none is readable. A checkpoint of another model is still an error."""
+        while (step := self.latest_step()) is not None:
+            try:
+                return step, self.restore(step, like)
+            except CheckpointUnreadableError as e:
+                self.move_aside(step, e.__cause__ or e)
+        return None, None
+
+    def readable_steps(self, like=None) -> list[int]:
+        found = []
+        for step in self.all_steps():
+            try:
+                self.restore(step, like)
+                found.append(step)
+            except (CheckpointUnreadableError, CheckpointMismatchError):
+                pass
+        return found
+
+    def restore_named(self, which: str, like=None) -> tuple[int, object]:
+        """(step, state) of 'latest' (the newest readable one), 'best' or a step number. An
+        unreadable 'best' or step is an error that lists the readable steps."""
+        if which == "latest":
+            step, state = self.restore_newest_readable(like)
+            if step is None:
+                raise CheckpointUnreadableError(f"{self.directory}: no readable checkpoint")
+            return step, state
+        step = self.resolve(which)
+        try:
+            return step, self.restore(step, like)
+        except CheckpointUnreadableError as e:
+            readable = self.readable_steps(like)
+            raise CheckpointUnreadableError(
+                f"checkpoint {which!r} (step {step}) is unreadable: "
+                f"{first_line(e.__cause__ or e)}\n"
+                f"readable steps of {self.workdir}: {readable or 'none'} "
+                "(--checkpoint latest takes the newest readable one)"
+            ) from e
+
+    def apply_retention(self) -> list[int]:
+        """Removes checkpoints beyond the latest `keep` and the best (by metrics.jsonl), as the
+        policy would have on save: runs killed before their next save leave such checkpoints."""
+        steps = self.all_steps()
+        keep = set(steps[-self.keep :]) if self.keep else set()
+        best = self.best_step()
+        if best is not None:
+            keep.add(best)
+        removed = [s for s in steps if s not in keep]
+        for step in removed:
+            self.manager.delete(step)
+        if removed:
+            logging.warning(
+                "removed checkpoints %s of %s: beyond keep_checkpoints=%d and the best (step %s)",
+                removed,
+                self.directory,
+                self.keep,
+                best,
+            )
+        return removed
 
     def wait(self):
         self.manager.wait_until_finished()
 
     def close(self):
         self.manager.close()
+
+
+def first_line(error: Exception, limit: int = 300) -> str:
+    """An exception's first line, shortened (Orbax's and TensorStore's run to pages)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."

@@ -7,6 +7,10 @@ too, so TensorFlow (tf.data only) never takes the GPUs from JAX.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import jax
 from absl import flags, logging
 
@@ -29,3 +33,64 @@ def define_checkpoint_flags() -> None:
     flags.DEFINE_string("workdir", None, "Training workdir.")
     flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
     flags.mark_flags_as_required(["workdir"])
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors of bad input or a damaged run: a message, not a traceback, is the answer."""
+    from artjax import checkpointing, hooks, transfer
+    from artjax.data import catalog, splits
+    from artjax.models import porting
+
+    return (
+        catalog.DataError,
+        splits.SplitError,
+        checkpointing.CheckpointMismatchError,
+        checkpointing.CheckpointUnreadableError,
+        transfer.WeightsMismatchError,
+        porting.PortError,
+        hooks.NonFiniteLossError,
+        FileNotFoundError,
+        PermissionError,
+    )
+
+
+def _verbose() -> bool:
+    return "verbosity" in flags.FLAGS and flags.FLAGS.verbosity >= 1
+
+
+def _closed_loop_error(kind, value) -> bool:
+    return kind is RuntimeError and str(value) == "Event loop is closed"
+
+
+def _without_closed_loop_errors(unraisablehook):
+    """sys.unraisablehook that drops one kind of noise: when Orbax gives up on a damaged
+    checkpoint, TensorStore still completes the read's futures on a closed event loop, and each
+    reports a RuntimeError('Event loop is closed') with its traceback."""
+
+    def hook(unraisable):
+        if not _closed_loop_error(unraisable.exc_type, unraisable.exc_value):
+            unraisablehook(unraisable)
+
+    return hook
+
+
+@contextlib.contextmanager
+def reported_errors():
+    """Inside a command's main: bad input and damaged runs end the command with their message and
+    exit status 1; --verbosity=1 (or more) shows the whole traceback, and Orbax's noise, instead."""
+    hook = sys.unraisablehook
+    if not _verbose():
+        sys.unraisablehook = _without_closed_loop_errors(hook)
+    try:
+        yield
+    except _user_errors() as e:
+        if _verbose():
+            raise
+        print(f"error: {e}\n(--verbosity=1 shows the traceback)", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Exit now: at interpreter shutdown Orbax's event loop would print pages of asyncio
+        # tracebacks about the futures of the failed read, burying the message above.
+        os._exit(1)
+    finally:
+        sys.unraisablehook = hook

@@ -28,7 +28,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup_process()
     args = flags.FLAGS
-    report = crossval.run_cv(args.config, args.workdir, args.folds, args.by)
+    with cli.reported_errors():
+        report = crossval.run_cv(args.config, args.workdir, args.folds, args.by)
     print(crossval.report_markdown(report))
     print(f"report in {pathlib.Path(args.workdir) / 'cv_report.md'} and cv_report.json")
 

@@ -76,7 +76,8 @@ def main(argv):
     cli.setup_process()
     args = flags.FLAGS
     if args.images:
-        report = evaluation.evaluate_images(args.workdir, args.images, args.checkpoint)
+        with cli.reported_errors():
+            report = evaluation.evaluate_images(args.workdir, args.images, args.checkpoint)
         if report["synthetic"]:
             print(synthetic.BANNER)
         print(f"{report['images']} images of {args.images}, {report['models']} model(s)")
@@ -86,7 +87,8 @@ def main(argv):
         print_artists(report)
         out = pathlib.Path(args.workdir) / f"eval_images_{pathlib.Path(args.images).name}"
     else:
-        report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
+        with cli.reported_errors():
+            report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
         if report["synthetic"]:
             print(synthetic.BANNER)
         print_report(report)

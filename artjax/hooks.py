@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import time
 
 import jax
@@ -194,6 +195,28 @@ class Validation(Hook):
         summary.update(metrics)
 
 
+def _scalars(writer, step: int, summary: dict) -> None:
+    with writer.as_default(step=step):
+        for k, v in summary.items():
+            if isinstance(v, (int, float, np.floating)):
+                tf.summary.scalar(k, v)
+
+
+def rewrite_tensorboard(workdir: pathlib.Path) -> None:
+    """Rewrites tensorboard/ from metrics.jsonl, so a resumed run's curves hold each epoch once
+    (event files cannot drop the points of epochs whose checkpoint a crash lost)."""
+    logdir = pathlib.Path(workdir) / "tensorboard"
+    rows = checkpointing.read_metrics(workdir)
+    if logdir.exists():
+        shutil.rmtree(logdir)
+    if not rows:
+        return
+    writer = tf.summary.create_file_writer(str(logdir))
+    for row in rows:
+        _scalars(writer, row["step"], {k: v for k, v in row.items() if k != "step"})
+    writer.close()
+
+
 class MetricWriter(Hook):
     """The epoch's summary as a line of metrics.jsonl, TensorBoard scalars and a printed line
     (process 0 writes)."""
@@ -213,10 +236,7 @@ class MetricWriter(Hook):
             return
         with self.jsonl.open("a") as f:
             f.write(json.dumps({"step": step, **summary}) + "\n")
-        with self.tb.as_default(step=step):
-            for k, v in summary.items():
-                if isinstance(v, (int, float, np.floating)):
-                    tf.summary.scalar(k, v)
+        _scalars(self.tb, step, summary)
         self.tb.flush()
 
 

@@ -15,7 +15,8 @@ def main(argv):
     if len(argv) < 2:
         raise app.UsageError("give one or more image files")
     cli.setup_process()
-    predictor = Predictor(flags.FLAGS.workdir, flags.FLAGS.checkpoint)
+    with cli.reported_errors():
+        predictor = Predictor(flags.FLAGS.workdir, flags.FLAGS.checkpoint)
     if predictor.synthetic:
         print(synthetic.BANNER)
     failed = False

@@ -21,7 +21,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup_process(distributed=flags.FLAGS.distributed)
-    trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    with cli.reported_errors():
+        trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":

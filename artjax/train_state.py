@@ -58,9 +58,10 @@ def load_run(workdir, checkpoint: str = "best"):
     config = configs.from_record(run["config"])
     model = models.create_model(config.model, len(run["classes"]), axis_name=steps.AXIS)
     ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
-    step = ckpt.resolve(checkpoint)
     # structure only: init is not loaded
     like = create_train_state(config, model, steps_per_epoch=1)
-    state = ckpt.restore(step, like)
-    ckpt.close()
+    try:
+        step, state = ckpt.restore_named(checkpoint, like)
+    finally:
+        ckpt.close()
     return config, run, state, step

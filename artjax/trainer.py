@@ -125,21 +125,36 @@ def cached_feature_batches(
 
 
 def initial_state(config, model, plan, classes, steps_per_epoch, ckpt) -> steps.TrainState:
-    """A fresh state (with `config.init.checkpoint`'s weights), or the workdir's latest checkpoint.
-    A resumed run restores everything from its own checkpoint: init.checkpoint is not read again."""
-    resuming = ckpt.latest_step() is not None
-    state = train_state.create_train_state(
-        config, model, steps_per_epoch, classes=None if resuming else classes, plan=plan
-    )
+    """The workdir's newest readable checkpoint (unreadable newer ones are moved aside), or a fresh
+    state with `config.init.checkpoint`'s weights. A resumed run restores everything from its own
+    checkpoint: init.checkpoint is not read again. Then metrics.jsonl and TensorBoard are cut back
+    to the restored step, and checkpoints beyond the retention policy (left by killed runs) go."""
+    state = train_state.create_train_state(config, model, steps_per_epoch, plan=plan)
+    step, restored = ckpt.restore_newest_readable(state)
+    if step is not None:
+        state = restored
+    elif config.init.checkpoint:
+        state = train_state.create_train_state(
+            config, model, steps_per_epoch, classes=classes, plan=plan
+        )
     hooks.report(f"parameters:\n{train_state.parameter_overview(state.params)}")
     if config.freeze.trainable != "all":
         hooks.report(
             f"trainable layers ({config.freeze.trainable}): {len(plan.trainable)}, from "
             f"{plan.trainable[0]!r}; BatchNorm in inference mode: {len(plan.frozen_norms)} layers"
         )
-    if resuming:
-        state = ckpt.restore(ckpt.latest_step(), state)
+    if step is not None:
         hooks.report(f"resumed from step {int(state.step)} in {ckpt.workdir}")
+    if jax.process_index() == 0:
+        dropped = checkpointing.truncate_metrics(ckpt.workdir, int(state.step))
+        if dropped:
+            logging.warning(
+                "metrics.jsonl: dropped the lines of steps %s, logged after the restored step %d",
+                [d["step"] for d in dropped],
+                int(state.step),
+            )
+        hooks.rewrite_tensorboard(ckpt.workdir)
+        ckpt.apply_retention()
     return state
 
 

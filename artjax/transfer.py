@@ -215,9 +215,10 @@ def load_initial_variables(init_config, fresh: dict, model_config, data_config, 
         ckpt = checkpointing.Checkpoints(
             path, run["config"]["keep_checkpoints"], run["config"]["best_metric"]
         )
-        step = ckpt.resolve(init_config.workdir_checkpoint)
-        restored = ckpt.restore(step)
-        ckpt.close()
+        try:
+            step, restored = ckpt.restore_named(init_config.workdir_checkpoint)
+        finally:
+            ckpt.close()
         loaded = {"params": restored["params"]}
         if restored.get("batch_stats"):
             loaded["batch_stats"] = restored["batch_stats"]
