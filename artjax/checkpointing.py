@@ -41,6 +41,10 @@ class CheckpointUnreadableError(RuntimeError):
     """A checkpoint's files cannot be read (truncated, missing, empty step directory)."""
 
 
+class WorkdirWriteError(RuntimeError):
+    """The workdir cannot be written (not a directory, no permission, disk full)."""
+
+
 CV_FILE = "cv.json"  # marks a cross-validation workdir (artjax.cv) and lists its fold workdirs
 
 
@@ -77,8 +81,11 @@ def write_run(workdir, run: dict) -> None:
                 f"{workdir} holds a run that does not match this config ({detail}). "
                 "Use another --workdir; nothing was overwritten."
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run, indent=2, default=str))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run, indent=2, default=str))
+    except OSError as e:
+        raise WorkdirWriteError(f"{workdir}: cannot write the run's workdir ({e})") from e
 
 
 def read_metrics(workdir) -> list[dict]:
@@ -154,11 +161,23 @@ class Checkpoints:
         return step
 
     def save(self, step: int, state, run: dict, metrics: dict) -> None:
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(run)),
-            metrics={k: float(v) for k, v in metrics.items()},
-        )
+        """Saves asynchronously; a failed write (disk full, no permission) is an error that says
+        which checkpoint is still the latest good one."""
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), run=ocp.args.JsonSave(run)
+                ),
+                metrics={k: float(v) for k, v in metrics.items()},
+            )
+        except OSError as e:
+            previous = [s for s in self.all_steps() if s != step]
+            kept = f"step {previous[-1]} is the latest checkpoint" if previous else "no checkpoint"
+            raise WorkdirWriteError(
+                f"{self.directory}: the checkpoint of step {step} could not be written ({e}); "
+                f"{kept}, and resuming starts there"
+            ) from e
 
     def restore(self, step: int, like=None):
         """Restores the state saved at `step` into the structure (and shardings) of `like`, or as a

@@ -46,6 +46,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         splits.SplitError,
         checkpointing.CheckpointMismatchError,
         checkpointing.CheckpointUnreadableError,
+        checkpointing.WorkdirWriteError,
         transfer.WeightsMismatchError,
         porting.PortError,
         hooks.NonFiniteLossError,

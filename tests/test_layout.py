@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import PROJECT_ROOT
 
-COMMANDS = {"train", "evaluate", "predict", "eda", "bench", "port", "cv"}
+COMMANDS = {"train", "evaluate", "predict", "eda", "bench", "port", "cv", "prepare"}
 
 
 def _imported_artjax_modules(path: pathlib.Path) -> set[str]:

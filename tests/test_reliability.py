@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -184,3 +186,112 @@ def test_the_benchmark_names_the_cpu_and_its_vector_extensions():
     zen3 = "model name\t: AMD EPYC 7B13\ncpu family\t: 25\nmodel\t\t: 1\nflags\t\t: fpu avx2 fma\n"
     assert benchmarks.cpu_description(zen3) == "AMD EPYC 7B13 (family 25 model 1; avx2)"
     assert benchmarks.cpu_description("").startswith("unknown CPU")
+
+
+KILLED_RUN = """
+import os, signal, sys
+from artjax import checkpointing, hooks, trainer
+from tests.test_reliability import tiny_config
+
+config = tiny_config(sys.argv[1], sys.argv[2])
+moment, step_to_kill = sys.argv[4], int(sys.argv[5])
+kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
+save = checkpointing.Checkpoints.save
+
+
+def save_then_die(self, step, *args):  # the save is under way (Orbax writes asynchronously)
+    save(self, step, *args)
+    if step == step_to_kill:
+        kill()
+
+
+class DieMidEpoch(hooks.Hook):
+    def after_step(self, step, metrics):
+        if step == step_to_kill:
+            kill()
+
+
+if moment == "save":
+    checkpointing.Checkpoints.save = save_then_die
+extra = [DieMidEpoch()] if moment == "step" else []
+trainer.train_and_evaluate(config, sys.argv[3], extra_hooks=extra)
+"""
+
+
+def test_kill_9_mid_epoch_and_during_a_save_then_resume_equals_the_uninterrupted_run(
+    finished_run, tmp_path
+):
+    config, run = finished_run
+    steps_per_epoch = checkpointing.read_metrics(run)[0]["step"]
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    workdir = tmp_path / "run"
+    for moment, step in (("step", steps_per_epoch + 3), ("save", 2 * steps_per_epoch)):
+        args = [config.data.root, config.data.prepared_dir, str(workdir), moment, str(step)]
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_RUN, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, not an error
+    trainer.train_and_evaluate(config, workdir)
+    mine = train_state.load_run(workdir, "latest")[2]
+    theirs = train_state.load_run(run, "latest")[2]
+    for a, b in zip(jax.tree.leaves(mine.params), jax.tree.leaves(theirs.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert [m["epoch"] for m in checkpointing.read_metrics(workdir)] == [1, 2, 3]
+
+
+def test_a_full_disk_during_a_save_is_a_clear_error_and_the_last_checkpoint_stays(
+    synthetic_root, tmp_path, monkeypatch
+):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    config = tiny_config(synthetic_root, tmp_path / "prepared", num_epochs=2)
+    save = ocp.CheckpointManager.save
+
+    def disk_full_at_the_second_save(self, step, *args, **kwargs):
+        if self.all_steps():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full_at_the_second_save)
+    with pytest.raises(
+        checkpointing.WorkdirWriteError, match=r"No space left.*step \d+ is the latest"
+    ):
+        trainer.train_and_evaluate(config, tmp_path / "run")
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    first = checkpointing.read_metrics(tmp_path / "run")[0]["step"]
+    assert train_state.load_run(tmp_path / "run", "latest")[3] == first  # still readable
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(checkpointing.WorkdirWriteError, match="file/run: cannot write"):
+        trainer.train_and_evaluate(config, tmp_path / "file" / "run")
+
+
+def test_prepare_clean_removes_copies_that_match_no_download(synthetic_root, tmp_path):
+    from artjax.data import best_artworks
+    from artjax.data import input_pipeline as ip
+
+    download = tmp_path / "download"
+    shutil.copytree(synthetic_root, download)
+    config = make_config(download, tmp_path / "prepared")
+    ip.prepare_data(config.data, 0)
+    old = best_artworks.prepared_copies(tmp_path / "prepared")
+    assert [c.stale for c in old] == [""] and old[0].source_root == str(download.absolute())
+    shutil.copytree(old[0].path, old[0].path.parent / "1.0.0")  # an older builder version
+    extra = download / "images" / "Synthetic_Cubism_Painter_1" / "Synthetic_Cubism_Painter_1_99.jpg"
+    shutil.copy(next(extra.parent.iterdir()), extra)  # the download changed
+    ip.prepare_data(config.data, 0)
+    copies = best_artworks.prepared_copies(tmp_path / "prepared")
+    assert sorted(bool(c.stale) for c in copies) == [False, True, True]
+    removed = best_artworks.clean_prepared(tmp_path / "prepared")
+    assert sorted(c.path for c in removed) == sorted(c.path for c in copies if c.stale)
+    assert all(not c.path.exists() for c in removed)
+    (current,) = best_artworks.prepared_copies(tmp_path / "prepared")
+    assert not current.stale and current.path.exists()
+    assert "Synthetic_Cubism_Painter_1/Synthetic_Cubism_Painter_1_99.jpg" in {
+        r.filename for r in ip.prepare_data(config.data, 0).rows
+    }

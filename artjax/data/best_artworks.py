@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -116,6 +118,10 @@ class BestArtworks(tfds.core.GeneratorBasedBuilder):
         )
         sizes = np.bincount(groups, minlength=len(groups))
         self.info.metadata.update(
+            source_root=str(root.absolute()),
+            test_fraction=cfg.test_fraction,
+            max_hamming=cfg.max_hamming,
+            min_correlation=cfg.min_correlation,
             styles=styles,
             genres=genres,
             artist_genres={a: list(g) for a, g in catalog.artist_genres.items()},
@@ -162,3 +168,62 @@ def prepare(
     builder = BestArtworks(data_dir=str(prepared_dir), config=config)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(root)))
     return builder
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedCopy:
+    """One prepared copy under data.prepared_dir: a download at one builder version."""
+
+    path: pathlib.Path
+    source_root: str  # the download it was prepared from ("" when not recorded)
+    size: int  # bytes
+    stale: str  # why it matches no download's current content; "" when it does
+
+
+def prepared_copies(prepared_dir, current_roots=()) -> list[PreparedCopy]:
+    """Every prepared copy, and whether it still matches its download: the builder version is
+    today's and the download (its recorded root, or one of `current_roots`) still has the content
+    it was prepared from. Interrupted preparations (TFDS's incomplete.* folders) are stale too."""
+    base = pathlib.Path(prepared_dir) / "best_artworks"
+    version = str(BestArtworks.VERSION)
+    copies = []
+    for config_dir in sorted(base.iterdir()) if base.is_dir() else []:
+        for path in sorted(config_dir.iterdir()) if config_dir.is_dir() else []:
+            if not path.is_dir():
+                continue
+            meta_path = path / "metadata.json"
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            root = meta.get("source_root", "")
+            candidates = [pathlib.Path(r) for r in ([root] if root else []) + list(current_roots)]
+
+            # The copy's name fingerprints its download's files and the split settings.
+            params = [
+                meta.get(k, d)
+                for k, d in (("test_fraction", 0.1), ("max_hamming", 10), ("min_correlation", 0.85))
+            ]
+            matches = lambda c: (
+                (c / "artists.csv").is_file() and (make_config(c, *params).name == config_dir.name)
+            )
+            if path.name.startswith("incomplete"):
+                stale = "an interrupted preparation"
+            elif path.name != version:
+                stale = f"builder version {path.name} (today's: {version})"
+            elif not candidates:
+                stale = "no record of its download"
+            elif not any(matches(c) for c in candidates):
+                stale = "its download is gone or its files changed"
+            else:
+                stale = ""
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            copies.append(PreparedCopy(path, root, size, stale))
+    return copies
+
+
+def clean_prepared(prepared_dir, current_roots=()) -> list[PreparedCopy]:
+    """Removes the stale prepared copies (`prepared_copies`); returns them."""
+    removed = [c for c in prepared_copies(prepared_dir, current_roots) if c.stale]
+    for copy in removed:
+        shutil.rmtree(copy.path)
+        if not any(copy.path.parent.iterdir()):
+            copy.path.parent.rmdir()
+    return removed
