@@ -8,6 +8,7 @@ too, so TensorFlow (tf.data only) never takes the GPUs from JAX.
 from __future__ import annotations
 
 import contextlib
+import logging as logging_std
 import os
 import sys
 
@@ -75,13 +76,21 @@ def _without_closed_loop_errors(unraisablehook):
     return hook
 
 
+class _UnretrievedReadErrors(logging_std.Filter):
+    """Drops asyncio's "... exception was never retrieved" reports of the same failed reads."""
+
+    def filter(self, record):
+        return "exception was never retrieved" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def reported_errors():
     """Inside a command's main: bad input and damaged runs end the command with their message and
     exit status 1; --verbosity=1 (or more) shows the whole traceback, and Orbax's noise, instead."""
-    hook = sys.unraisablehook
+    hook, quiet = sys.unraisablehook, _UnretrievedReadErrors()
     if not _verbose():
         sys.unraisablehook = _without_closed_loop_errors(hook)
+        logging_std.getLogger("asyncio").addFilter(quiet)
     try:
         yield
     except _user_errors() as e:
@@ -95,3 +104,4 @@ def reported_errors():
         os._exit(1)
     finally:
         sys.unraisablehook = hook
+        logging_std.getLogger("asyncio").removeFilter(quiet)
