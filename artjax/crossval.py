@@ -26,7 +26,7 @@ import pathlib
 import jax
 import numpy as np
 
-from artjax import checkpointing, evaluation, models, steps, train_state, trainer, transfer
+from artjax import checkpointing, evaluation, models, train_state, trainer, transfer
 from artjax.data import feature_batches
 from artjax.data import input_pipeline as ip
 
@@ -88,18 +88,7 @@ def heldout_predictions(
         variables["batch_stats"] = state.batch_stats
     head = jax.jit(functools.partial(models.head_apply(model), train=False))
     logits = head(variables, found["features"])
-    artist_of = {r.filename: r.artist for r in data.rows}
-    filenames = [f.decode() for f in found["filename"]]
-    predictions = evaluation.Predictions(
-        classes=list(data.classes),
-        multi_label=data.multi_label,
-        labels=found["label"],
-        probabilities=np.asarray(
-            steps.probabilities(logits, data.multi_label, config.multi_label_loss)
-        ),
-        filenames=filenames,
-        artists=[artist_of[f] for f in filenames],
-    )
+    predictions = evaluation.predictions_of(config, data, logits, found["label"], found["filename"])
     return predictions, data
 
 

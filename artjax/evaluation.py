@@ -172,17 +172,24 @@ def model_predictions(config, run, state, data, split: str) -> Predictions:
     p_eval_step = jax.pmap(eval_step, axis_name=steps.AXIS)
     batches = ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator()
     metrics, found = evaluate_split(p_eval_step, jax_utils.replicate(state), batches, split)
-    filenames = [f.decode() for f in found["filenames"]]
+    return predictions_of(
+        config, data, found["logits"], found["labels"], found["filenames"], metrics[f"{split}_loss"]
+    )
+
+
+def predictions_of(config, data, logits, labels, filenames, loss=None) -> Predictions:
+    """Predictions of `data`'s images (byte-string `filenames`) from their logits."""
+    filenames = [f.decode() for f in filenames]
     artist_of = {r.filename: r.artist for r in data.rows}
-    probs = steps.probabilities(found["logits"], data.multi_label, config.multi_label_loss)
+    probs = steps.probabilities(logits, data.multi_label, config.multi_label_loss)
     return Predictions(
-        classes=list(run["classes"]),
+        classes=list(data.classes),
         multi_label=data.multi_label,
-        labels=found["labels"],
+        labels=labels,
         probabilities=np.asarray(probs),
         filenames=filenames,
         artists=[artist_of[f] for f in filenames],
-        loss=metrics[f"{split}_loss"],
+        loss=loss,
     )
 
 
