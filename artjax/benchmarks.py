@@ -282,9 +282,11 @@ def bench_accelerator(
                 },
                 shard,
             )
-            cost = p_step.lower(state, synthetic_batch).compile().cost_analysis()
-            cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-            flops_per_step = (cost or {}).get("flops", 0.0)  # per device
+            flops_per_step = 0.0  # per device; only for MFU, where the peak is known
+            if peak:
+                cost = p_step.lower(state, synthetic_batch).compile().cost_analysis()
+                cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+                flops_per_step = (cost or {}).get("flops", 0.0)
             sources = [("synthetic", lambda: synthetic_batch)]
             if with_pipeline:
                 batches = jax_utils.prefetch_to_device(

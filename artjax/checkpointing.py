@@ -21,6 +21,7 @@ import shutil
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 RUN_FILE = "run.json"
@@ -122,8 +123,10 @@ class Checkpoints:
                 checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
             ]
         )
-        for empty in self._empty_step_dirs():  # before Orbax lists them as steps
-            self._set_aside(empty, "an empty step directory")
+        if jax.process_index() == 0:
+            for empty in self._empty_step_dirs():  # before Orbax lists them as steps
+                self._set_aside(empty, "an empty step directory")
+        _all_processes_reach("artjax: checkpoints scanned")
         self.manager = ocp.CheckpointManager(
             self.directory,
             item_names=("state", "run"),
@@ -220,7 +223,10 @@ class Checkpoints:
     def move_aside(self, step: int, error: Exception) -> pathlib.Path:
         """Moves an unreadable step directory to checkpoints/unreadable/<step> (never deletes it)
         with one warning naming it and the error's first line."""
-        target = self._set_aside(self.directory / str(step), first_line(error))
+        target = self.directory / UNREADABLE_DIR / str(step)
+        if jax.process_index() == 0:  # every process finds it unreadable; one moves it
+            target = self._set_aside(self.directory / str(step), first_line(error))
+        _all_processes_reach(f"artjax: checkpoint {step} moved aside")
         self.manager.reload()
         return target
 
@@ -290,6 +296,12 @@ class Checkpoints:
 
     def close(self):
         self.manager.close()
+
+
+def _all_processes_reach(name: str) -> None:
+    """A barrier in a multi-process run (no-op in one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def first_line(error: Exception, limit: int = 300) -> str:

@@ -17,16 +17,45 @@ from absl import flags, logging
 
 
 def setup_process(distributed: bool = False) -> None:
-    """Hides the accelerators from TensorFlow, starts JAX's multi-process runtime when asked (SLURM,
-    TPU pods, JAX_COORDINATOR_ADDRESS, ...), and keeps Orbax's and TFDS's INFO logs out of the
-    output unless --verbosity is given (--verbosity=0 shows them)."""
+    """Hides the accelerators from TensorFlow, starts JAX's multi-process runtime when asked, and
+    keeps Orbax's and TFDS's INFO logs out of the output unless --verbosity is given (--verbosity=0
+    shows them).
+
+    `distributed`: `jax.distributed.initialize` with the --coordinator_address, --num_processes and
+    --process_id flags where given (see `define_distributed_flags`); what is not given JAX detects
+    on SLURM, Open MPI and Cloud TPU, or reads from JAX_COORDINATOR_ADDRESS. On CPU the processes'
+    collectives run over gloo (JAX's default `jax_cpu_collectives_implementation`)."""
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")
     if distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**_distributed_args())
     if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def define_distributed_flags() -> None:
+    """--distributed and, for launches JAX cannot detect (e.g. processes started by hand), the
+    coordinator's address, the process count and this process's index."""
+    flags.DEFINE_bool(
+        "distributed", False, "Call jax.distributed.initialize() (multi-process launch)."
+    )
+    flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "host:port of process 0 (else detected or $JAX_COORDINATOR_ADDRESS).",
+    )
+    flags.DEFINE_integer("num_processes", None, "Processes in the run (else detected).")
+    flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes - 1.")
+
+
+def _distributed_args() -> dict:
+    names = ("coordinator_address", "num_processes", "process_id")
+    return {
+        n: flags.FLAGS[n].value
+        for n in names
+        if n in flags.FLAGS and flags.FLAGS[n].value is not None
+    }
 
 
 def define_checkpoint_flags() -> None:

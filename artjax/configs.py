@@ -37,7 +37,14 @@ def data_config() -> ml_collections.ConfigDict:
     # Online minority oversampling: class c drawn with probability ∝ count_c ** power
     # (0.0: balanced, 1.0: natural). None: plain shuffling.
     d.oversample_power = ml_collections.config_dict.placeholder(float)
+    # Within each class, every artist is drawn equally often (not in proportion to their image
+    # count), so one prolific painter does not define a style. Class shares stay as above.
+    d.artist_balanced = False
     d.augment_enabled = True
+    # Views of a painting for evaluation (logits averaged) and for a frozen backbone's cached
+    # features (the head trains on every view): data.preprocess.VIEWS.
+    d.views = "whole"
+    d.crop_fraction = 0.875  # crops: 224 px of a 256 px painting, at about its full scale
     # The study's ImageDataGenerator settings (shear in degrees, as Keras takes it).
     d.augment = ml_collections.ConfigDict(
         dict(
@@ -69,6 +76,9 @@ def model_config() -> ml_collections.ConfigDict:
     # resnet, efficientnet_lite: stage outputs ("stage4", ...) whose global averages join the last
     # features as the head's input (mid-level texture statistics carry style).
     m.pooled_stages = ()
+    # ... and stage outputs whose channel Gram matrices (upper triangle, signed square root) join
+    # them: style statistics (Gatys et al.). C channels give C(C+1)/2 features.
+    m.gram_stages = ()
     m.bn_momentum = 0.9  # Flax convention (torch momentum 0.1 == 0.9 here; TF's EfficientNet: 0.99)
     return m
 
@@ -119,6 +129,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.backbone_optimizer.name = ""
     config.init = init_config()
     config.freeze = freeze_config()
+    # After training: temperature scaling fitted on the validation split (artjax.calibration),
+    # and the "uncertain" threshold: the lowest top probability at which validation predictions
+    # are right at least `confident_accuracy` of the time.
+    config.calibration = ml_collections.ConfigDict(dict(enabled=True, confident_accuracy=0.8))
     return config
 
 

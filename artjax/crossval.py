@@ -19,15 +19,12 @@ report is `workdir/cv_report.json` and `cv_report.md`.
 
 from __future__ import annotations
 
-import functools
 import json
 import pathlib
 
-import jax
 import numpy as np
 
-from artjax import checkpointing, evaluation, models, train_state, trainer, transfer
-from artjax.data import feature_batches
+from artjax import calibration, checkpointing, evaluation, figures, train_state, trainer, transfer
 from artjax.data import input_pipeline as ip
 
 HELDOUT_NPZ, HELDOUT_JSON = "heldout.npz", "heldout.json"
@@ -67,44 +64,24 @@ def _write_record(workdir: pathlib.Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2))
 
 
-def heldout_predictions(
-    fold_dir, split: str, checkpoint: str
-) -> tuple[evaluation.Predictions, ip.PreparedData]:
-    """(predictions, data) of a fold on its held-out split: the head on the shared cached features
-    for a frozen backbone, else the full model on images."""
-    config, run, state, _ = train_state.load_run(fold_dir, checkpoint)
-    data = ip.prepare_data(config.data, config.seed)
-    model, plan = train_state.build_model(config, len(data.classes), axis_name=None)
-    if not (transfer.uses_cached_features(config, plan) and config.freeze.feature_cache):
-        return evaluation.model_predictions(config, run, state, data, split), data
-    identity = feature_batches.cache_identity(config)
-    files = [r.filename for r in data.rows]
-    cached = feature_batches.load_cache(config.freeze.feature_cache, identity, files)
-    if cached is None:
-        raise FileNotFoundError(f"{config.freeze.feature_cache}: the CV's feature cache is missing")
-    found = feature_batches.split_features(data, split, cached)
-    variables = {"params": state.params}
-    if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
-    head = jax.jit(functools.partial(models.head_apply(model), train=False))
-    logits = head(variables, found["features"])
-    predictions = evaluation.predictions_of(config, data, logits, found["label"], found["filename"])
-    return predictions, data
-
-
 def _save_heldout(fold_dir: pathlib.Path, by: str) -> None:
     split, checkpoint = HELDOUT[by]
-    found, data = heldout_predictions(fold_dir, split, checkpoint)
+    found, data, _ = evaluation.split_predictions(fold_dir, split, checkpoint)
+    step = checkpointing.Checkpoints(fold_dir).resolve(checkpoint)
+    fitted = calibration.load(fold_dir, step)  # fitted on the fold's validation split
     np.savez(
         fold_dir / HELDOUT_NPZ,
         labels=found.labels,
         probabilities=found.probabilities,
+        calibrated=calibration.apply(found.probabilities, fitted, found.multi_label),
         filenames=np.array(found.filenames),
         artists=np.array(found.artists),
     )
     record = dict(
         split=split,
         checkpoint=checkpoint,
+        step=step,
+        temperature=None if fitted is None else fitted["temperature"],
         classes=found.classes,
         multi_label=found.multi_label,
         heldout_artists=list(data.heldout_artists),
@@ -128,6 +105,9 @@ def load_heldout(fold_dir) -> tuple[evaluation.Predictions, dict]:
             filenames=stored["filenames"].tolist(),
             artists=stored["artists"].tolist(),
         )
+        # temperature-scaled by the fold's calibration (CVs from before calibration: as they are)
+        scaled = stored["calibrated"] if "calibrated" in stored else found.probabilities
+        record["calibrated"] = scaled
     return found, record
 
 
@@ -180,7 +160,7 @@ def cv_report(workdir) -> dict:
     paintings given one of their listed genres, with the histogram of the predictions."""
     workdir = pathlib.Path(workdir)
     record = json.loads((workdir / checkpointing.CV_FILE).read_text())
-    folds, pooled = [], []
+    folds, pooled, calibrated = [], [], []
     for fold_dir in checkpointing.fold_workdirs(workdir):
         found, held = load_heldout(fold_dir)
         fold_report = found.report(held["artist_genres"])
@@ -193,6 +173,7 @@ def cv_report(workdir) -> dict:
             )
         )
         pooled.append(found)
+        calibrated.append(held["calibrated"])
     together = evaluation.Predictions(
         classes=pooled[0].classes,
         multi_label=pooled[0].multi_label,
@@ -202,6 +183,24 @@ def cv_report(workdir) -> dict:
         artists=sum((p.artists for p in pooled), []),
     )
     pooled_report = together.report(held["artist_genres"])
+    per_style = _per_style(pooled_report["artists"]["per_artist"])
+    scaled = np.concatenate(calibrated)
+    heldout_calibration = dict(
+        ece=calibration.expected_calibration_error(
+            together.probabilities, together.labels, together.multi_label
+        ),
+        ece_calibrated=calibration.expected_calibration_error(
+            scaled, together.labels, together.multi_label
+        ),
+        nll=calibration.nll(together.probabilities, together.labels, together.multi_label),
+        nll_calibrated=calibration.nll(scaled, together.labels, together.multi_label),
+        reliability=calibration.reliability(
+            together.probabilities, together.labels, together.multi_label
+        ),
+        reliability_calibrated=calibration.reliability(
+            scaled, together.labels, together.multi_label
+        ),
+    )
     keys = [k for k in folds[0] if isinstance(folds[0][k], float)]
     summary = {
         k: {
@@ -221,7 +220,21 @@ def cv_report(workdir) -> dict:
         if record["by"] == "artist"
         else [],
         images=len(together.filenames),
+        heldout_calibration=heldout_calibration,
+        per_style=per_style,
     )
+
+
+def _per_style(per_artist: dict) -> dict:
+    """Per listed genre: the mean listed share of its held-out artists, and who they are."""
+    found = {}
+    for artist, v in per_artist.items():
+        for genre in v["listed_genres"]:
+            found.setdefault(genre, {})[artist] = v["share_listed"]
+    return {
+        genre: dict(macro_share_listed=float(np.mean(list(shares.values()))), artists=shares)
+        for genre, shares in sorted(found.items())
+    }
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -250,6 +263,20 @@ def report_markdown(report: dict) -> str:
             "",
             f"Pooled: listed genre for {artists['overall_share_listed']:.4f} of the held-out "
             f"paintings; macro mean over artists {artists['macro_share_listed']:.4f}.",
+        ]
+    if report.get("per_style"):
+        rows = [
+            [genre, len(v["artists"]), v["macro_share_listed"]]
+            for genre, v in report["per_style"].items()
+        ]
+        lines += ["", *_table(["listed genre", "held-out artists", "macro listed share"], rows)]
+    held = report.get("heldout_calibration")
+    if held:
+        lines += [
+            "",
+            f"Calibration on the held-out paintings: ECE {held['ece']:.4f} "
+            f"(temperature-scaled on each fold's validation split: {held['ece_calibrated']:.4f}), "
+            f"NLL {held['nll']:.4f} ({held['nll_calibrated']:.4f}).",
         ]
     if "accuracy" in pooled:
         lines += [
@@ -298,4 +325,10 @@ def write_report(workdir) -> dict:
     report = cv_report(workdir)
     (workdir / "cv_report.json").write_text(json.dumps(report, indent=2, default=float))
     (workdir / "cv_report.md").write_text(report_markdown(report))
+    held = report["heldout_calibration"]
+    figures.reliability_diagram(
+        workdir / "reliability.png",
+        {"model": held["reliability"], "temperature-scaled": held["reliability_calibrated"]},
+        " (held-out artists)",
+    )
     return report

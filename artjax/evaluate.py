@@ -66,6 +66,16 @@ def print_report(report) -> None:
                 f"  {c:<24} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
                 f"f1 {m['f1']:.3f}  support {m['support']}"
             )
+    calibrated = report["calibration"]
+    line = f"calibration: ECE {calibrated['ece']:.4f}, NLL {calibrated['nll']:.4f}"
+    if "temperature" in calibrated:
+        line += (
+            f"; temperature {calibrated['temperature']:.3g}: ECE "
+            f"{calibrated['ece_calibrated']:.4f}, NLL {calibrated['nll_calibrated']:.4f}; "
+            f"uncertain {calibrated['uncertain_share']:.1%} (top probability below "
+            f"{calibrated['uncertain_below']:.3f})"
+        )
+    print(line)
     print("per artist:")
     print_artists(report["artists"])
 
@@ -88,6 +98,8 @@ def main(argv):
         out = pathlib.Path(args.workdir) / f"eval_images_{pathlib.Path(args.images).name}"
     else:
         with cli.reported_errors():
+            if args.calibrate:
+                evaluation.calibrate(args.workdir, args.checkpoint)
             report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
         if report["synthetic"]:
             print(synthetic.BANNER)
@@ -101,5 +113,11 @@ if __name__ == "__main__":
     flags.DEFINE_enum("split", "test", list(ip.SPLITS), "Split to evaluate.")
     flags.DEFINE_string(
         "images", None, "A Kaggle-layout folder (artists.csv + images/) to report on."
+    )
+    flags.DEFINE_bool(
+        "calibrate",
+        False,
+        "First fit the temperature and the uncertain threshold on the validation split (runs "
+        "train does not calibrate: multi-process ones, or calibration.enabled=False).",
     )
     app.run(main)

@@ -21,8 +21,17 @@ import pandas as pd
 from flax import jax_utils
 from sklearn import metrics as skm
 
-from artjax import checkpointing, figures, inference, steps, train_state
-from artjax.data import catalog, synthetic
+from artjax import (
+    calibration,
+    checkpointing,
+    figures,
+    inference,
+    models,
+    steps,
+    train_state,
+    transfer,
+)
+from artjax.data import catalog, feature_batches, synthetic
 from artjax.data import input_pipeline as ip
 
 
@@ -177,6 +186,45 @@ def model_predictions(config, run, state, data, split: str) -> Predictions:
     )
 
 
+def split_predictions(workdir, split: str, checkpoint: str = "best"):
+    """(predictions, data, config) of a workdir's checkpoint on one of its splits: the head on the
+    shared cached features for a frozen backbone with `freeze.feature_cache`, else the full model
+    on images."""
+    config, run, state, _ = train_state.load_run(workdir, checkpoint)
+    data = ip.prepare_data(config.data, config.seed)
+    model, plan = train_state.build_model(config, len(data.classes), axis_name=None)
+    if not (transfer.uses_cached_features(config, plan) and config.freeze.feature_cache):
+        return model_predictions(config, run, state, data, split), data, config
+    identity = feature_batches.cache_identity(config)
+    files = [r.filename for r in data.rows]
+    cached = feature_batches.load_cache(config.freeze.feature_cache, identity, files)
+    if cached is None:
+        raise FileNotFoundError(f"{config.freeze.feature_cache}: the feature cache is missing")
+    found = feature_batches.split_features(data, split, cached)
+    variables = {"params": state.params}
+    if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+    head = jax.jit(functools.partial(steps.view_mean_logits, models.head_apply(model)))
+    logits = head(variables, found["features"])
+    predictions = predictions_of(config, data, logits, found["label"], found["filename"])
+    return predictions, data, config
+
+
+def calibrate(workdir, checkpoint: str = "best") -> dict:
+    """Fits the temperature and the "uncertain" threshold on the validation split of the
+    workdir's `checkpoint`; writes calibration.json and returns what it holds."""
+    step = checkpointing.Checkpoints(workdir).resolve(checkpoint)
+    found, _, config = split_predictions(workdir, "val", str(step))
+    fitted = calibration.fit(
+        found.probabilities,
+        found.labels,
+        found.multi_label,
+        config.calibration.confident_accuracy,
+    )
+    calibration.save(workdir, step, checkpoint, fitted)
+    return fitted
+
+
 def predictions_of(config, data, logits, labels, filenames, loss=None) -> Predictions:
     """Predictions of `data`'s images (byte-string `filenames`) from their logits."""
     filenames = [f.decode() for f in filenames]
@@ -194,11 +242,12 @@ def predictions_of(config, data, logits, labels, filenames, loss=None) -> Predic
 
 
 def bag_predictions(cv_workdir, split: str, checkpoint: str = "best"):
-    """The fold models' averaged probabilities on `split` as a plain run of their config draws it
-    (no cross-validation fold: "test" is the fixed test split). Returns (predictions, data, run)."""
+    """The fold models' averaged probabilities (each temperature-scaled where it was calibrated) on
+    `split` as a plain run of their config draws it (no cross-validation fold: "test" is the fixed
+    test split). Returns (predictions, data, run)."""
     probabilities, data, first = [], None, None
     for fold_dir in checkpointing.fold_workdirs(cv_workdir):
-        config, run, state, _ = train_state.load_run(fold_dir, checkpoint)
+        config, run, state, step = train_state.load_run(fold_dir, checkpoint)
         if data is None:
             config.data.cv.by = ""
             data = _data_for(config, run, fold_dir)
@@ -207,7 +256,8 @@ def bag_predictions(cv_workdir, split: str, checkpoint: str = "best"):
             first = found
         elif found.filenames != first.filenames:
             raise checkpointing.CheckpointMismatchError(f"{fold_dir}: another {split} split")
-        probabilities.append(found.probabilities)
+        fitted = calibration.load(fold_dir, step)
+        probabilities.append(calibration.apply(found.probabilities, fitted, found.multi_label))
     first.probabilities = np.mean(probabilities, axis=0)
     first.loss = None
     return first, data, run
@@ -235,12 +285,19 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
     the artifacts; returns report.json's dict."""
     workdir = pathlib.Path(workdir)
     if checkpointing.is_cv_workdir(workdir):
-        found, data, run = bag_predictions(workdir, split, checkpoint)
+        found, data, run = bag_predictions(workdir, split, checkpoint)  # calibrated per model
         step, models_in = None, len(checkpointing.fold_workdirs(workdir))
+        calibrated = calibration.summary(found.probabilities, found.labels, found.multi_label, None)
     else:
         config, run, state, step = train_state.load_run(workdir, checkpoint)
         data = _data_for(config, run, workdir)
         found, models_in = model_predictions(config, run, state, data, split), 1
+        fitted = calibration.load(workdir, step)
+        calibrated = calibration.summary(
+            found.probabilities, found.labels, found.multi_label, fitted
+        )
+        # predictions.csv holds what the Predictor gives: temperature-scaled probabilities
+        found.probabilities = calibration.apply(found.probabilities, fitted, found.multi_label)
     classes = found.classes
     report = found.report(data.artist_genres)
     report.update(
@@ -252,9 +309,14 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
         loss=found.loss,
         synthetic=run["synthetic"],
         workdir=str(workdir),
+        calibration=calibrated,
     )
     out = workdir / f"eval_{split}"
     out.mkdir(exist_ok=True)
+    curves = {"model": calibrated["reliability"]}
+    if "reliability_calibrated" in calibrated:
+        curves["temperature-scaled"] = calibrated["reliability_calibrated"]
+    figures.reliability_diagram(out / "reliability.png", curves)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     _write_predictions(out, found)
     suffix = f" [{synthetic.BANNER}]" if run["synthetic"] else ""

@@ -122,3 +122,19 @@ def artist_predictions(path, report, classes, title_suffix: str = "") -> bool:
     ax.legend(fontsize=6, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(fig, path)
     return True
+
+
+def reliability_diagram(path, curves: dict, title_suffix: str = "") -> None:
+    """Accuracy against confidence per bin (`calibration.reliability`), one line per curve
+    (e.g. before and after temperature scaling), with the diagonal of perfect calibration."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for name, bins in curves.items():
+        shown = [b for b in bins if b["images"]]
+        ax.plot([b["confidence"] for b in shown], [b["accuracy"] for b in shown], "o-", label=name)
+    ax.set_xlabel("top probability")
+    ax.set_ylabel("share right")
+    ax.set_title("reliability" + title_suffix, fontsize=9)
+    ax.legend()
+    _save(fig, path)

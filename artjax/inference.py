@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import io
 import pathlib
+from typing import NamedTuple
 
 import jax
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from artjax import checkpointing, models, steps, train_state
+from artjax import calibration, checkpointing, models, steps, train_state
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
@@ -36,6 +37,12 @@ def _readable_image(path) -> bytes:
     return raw
 
 
+class Prediction(NamedTuple):
+    ranked: list  # [(style, probability)], best first
+    listed: list  # a multi-label model's genres with probability >= 0.5
+    uncertain: bool  # top probability below the calibrated threshold
+
+
 class Predictor:
     """Style probabilities of images from a workdir's checkpoint, or a CV workdir's bag."""
 
@@ -45,26 +52,39 @@ class Predictor:
             if checkpointing.is_cv_workdir(workdir)
             else [pathlib.Path(workdir)]
         )
-        self._logits = []
+        self._logits, self._calibrations = [], []
         for path in workdirs:
             config, run, state, self.step = train_state.load_run(path, checkpoint)
             model = models.create_model(config.model, len(run["classes"]))
             variables = {"params": state.params}
             if state.batch_stats:
                 variables["batch_stats"] = state.batch_stats
-            self._logits.append(jax.jit(functools.partial(model.apply, variables, train=False)))
+            self._logits.append(
+                jax.jit(functools.partial(steps.view_mean_logits, model.apply, variables))
+            )
+            self._calibrations.append(calibration.load(path, self.step))
         self.classes, self.synthetic = run["classes"], run["synthetic"]
         self.multi_label = bool(run.get("multi_label", False))
-        self._loss = config.multi_label_loss
-        self._preprocess = pp.compose(
-            ip.decode_ops(run["image_size"]) + [pp.make_normalize(run["normalization"])]
+        # Calibrated when every model is; a bag flags "uncertain" below its models' mean threshold.
+        self.calibrated = all(self._calibrations)
+        self.uncertain_below = (
+            float(np.mean([c["uncertain_below"] for c in self._calibrations]))
+            if self.calibrated
+            else None
         )
+        self._loss = config.multi_label_loss
+        self._preprocess = pp.compose(ip.eval_ops(config.data))
 
     def probabilities_of(self, images: np.ndarray) -> np.ndarray:
-        """[N, C] probabilities of preprocessed images [N, H, W, 3], averaged over the bag."""
+        """[N, C] probabilities of preprocessed images [N, H, W, 3] (or their views [N, V, H, W,
+        3], whose logits are averaged), averaged over the bag."""
         found = [
-            np.asarray(steps.probabilities(logits(images), self.multi_label, self._loss))
-            for logits in self._logits
+            calibration.apply(
+                np.asarray(steps.probabilities(logits(images), self.multi_label, self._loss)),
+                fitted,
+                self.multi_label,
+            )
+            for logits, fitted in zip(self._logits, self._calibrations)
         ]
         return np.mean(found, axis=0)
 
@@ -93,6 +113,14 @@ class Predictor:
     def predict_file(self, path, top_k: int = 3) -> list[tuple[str, float]]:
         """[(style, probability)] best first; a file that is not an image is a ValueError naming
         it."""
+        return self.describe_file(path, top_k).ranked
+
+    def describe_file(self, path, top_k: int = 3) -> Prediction:
+        """The top-k styles (calibrated probabilities where the run was calibrated), the listed
+        genres of a multi-label model (probability >= 0.5), and whether it is uncertain."""
         probs = self.probabilities(_readable_image(path))
         order = np.argsort(-probs)[:top_k]
-        return [(self.classes[i], float(probs[i])) for i in order]
+        ranked = [(self.classes[i], float(probs[i])) for i in order]
+        listed = [c for c, p in zip(self.classes, probs) if p >= 0.5] if self.multi_label else []
+        uncertain = self.uncertain_below is not None and ranked[0][1] < self.uncertain_below
+        return Prediction(ranked, listed, uncertain)

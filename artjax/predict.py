@@ -1,6 +1,7 @@
 """Top-k styles of paintings from a trained workdir:
 `python -m artjax.predict --workdir checkpoints/<run> [--top_k 3] [--checkpoint best] IMAGE...`
-(applications use `artjax.inference.Predictor`)."""
+(applications use `artjax.inference.Predictor`). Probabilities are temperature-scaled where the run
+was calibrated on validation; below the calibrated threshold a prediction is marked uncertain."""
 
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ def main(argv):
     failed = False
     for path in argv[1:]:
         try:
-            ranked = predictor.predict_file(path, flags.FLAGS.top_k)
+            found = predictor.describe_file(path, flags.FLAGS.top_k)
         except (ValueError, OSError) as e:
             print(f"error: {e}")
             failed = True
             continue
-        print(f"{path}: " + ", ".join(f"{style} {p:.3f}" for style, p in ranked))
+        line = f"{path}: " + ", ".join(f"{style} {p:.3f}" for style, p in found.ranked)
+        if predictor.multi_label:
+            line += f"  listed genres: {', '.join(found.listed) or 'none'}"
+        if found.uncertain:
+            line += f"  [uncertain: top probability below {predictor.uncertain_below:.3f}]"
+        print(line)
     if failed:
         raise SystemExit(1)
 

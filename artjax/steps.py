@@ -172,11 +172,21 @@ def train_step(
     return new_state, metrics
 
 
+def view_mean_logits(apply_fn, variables, inputs):
+    """Logits [b, C] of images [b, H, W, 3] or cached features [b, D]; of views of each (images
+    [b, V, H, W, 3], features [b, V, D]: `data.views`), the mean of the views' logits."""
+    if inputs.ndim not in (3, 5):
+        return apply_fn(variables, inputs, train=False)
+    count, views = inputs.shape[:2]
+    logits = apply_fn(variables, inputs.reshape(count * views, *inputs.shape[2:]), train=False)
+    return logits.reshape(count, views, -1).mean(1)
+
+
 def eval_step(state: TrainState, batch, *, apply_fn=None, multi_label_loss: str = "sigmoid"):
-    """Logits for this device's images (or cached features, with the head's `apply_fn`), plus masked
-    sums over all devices."""
-    logits = (apply_fn or state.apply_fn)(
-        _variables(state, state.params), batch["image"], train=False
+    """Logits for this device's images (or cached features, with the head's `apply_fn`; averaged
+    over views where there are several), plus masked sums over all devices."""
+    logits = view_mean_logits(
+        apply_fn or state.apply_fn, _variables(state, state.params), batch["image"]
     )
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]

@@ -28,8 +28,6 @@ def main(argv):
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
     flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, reports.")
-    flags.DEFINE_bool(
-        "distributed", False, "Call jax.distributed.initialize() (multi-process launch)."
-    )
+    cli.define_distributed_flags()
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main, flags_parser=configs.parse_flags)

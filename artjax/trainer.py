@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
-from artjax import checkpointing, hooks, models, steps, train_state, transfer
+from artjax import checkpointing, evaluation, hooks, models, steps, train_state, transfer
 from artjax.data import exploration, feature_batches
 from artjax.data import input_pipeline as ip
 
@@ -115,7 +115,11 @@ def cached_feature_batches(
     hooks.report(f"backbone features of {count} images: {time.perf_counter() - start:.1f}s")
     return BatchSource(
         train=feature_batches.train_batches(
-            features["train"], config, num_devices, start_step, data.counts["train"]
+            features["train"],
+            config,
+            num_devices,
+            start_step,
+            ip.training_draw(data, config, features["train"]["filename"]),
         ),
         val=lambda: feature_batches.eval_batches(
             features["val"], config, num_devices, data.num_examples("val")
@@ -280,4 +284,25 @@ def train_and_evaluate(config, workdir, *, extra_hooks: Iterable[hooks.Hook] = (
     """Trains `config` in `workdir` (resuming from its latest checkpoint); returns the last epoch's
     metrics, validation included. `extra_hooks` run after the default ones."""
     setup = set_up(config, workdir)
-    return train_loop(setup, default_hooks(setup) + list(extra_hooks))
+    summary = train_loop(setup, default_hooks(setup) + list(extra_hooks))
+    calibrate_finished_run(config, setup.workdir)
+    return summary
+
+
+def calibrate_finished_run(config, workdir) -> None:
+    """Temperature and "uncertain" threshold for the best checkpoint of a run that reached its
+    last epoch (`evaluation.calibrate`). Multi-process runs calibrate afterwards, in one process:
+    `artjax.evaluate --calibrate`."""
+    history = checkpointing.read_metrics(workdir)
+    if not config.calibration.enabled or not history or history[-1]["epoch"] < config.num_epochs:
+        return
+    if jax.process_count() > 1:
+        hooks.report("calibration: run `python -m artjax.evaluate --calibrate` in one process")
+        return
+    found = evaluation.calibrate(workdir)
+    hooks.report(
+        f"calibration on validation: temperature {found['temperature']:.3g}, NLL "
+        f"{found['nll_before']:.4g} -> {found['nll_after']:.4g}, ECE {found['ece_before']:.3g} -> "
+        f"{found['ece_after']:.3g}; uncertain below a top probability of "
+        f"{found['uncertain_below']:.3g}"
+    )

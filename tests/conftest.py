@@ -8,7 +8,18 @@ root). Without them, tests that need them skip, except under CI=true, where that
 import os
 import pathlib
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# XLA's compile time dominates the suite: tiny models compile with LLVM's optimizations off (about
+# half the time, same float semantics), and every compiled program is kept in a persistent cache
+# shared by the pytest workers and the commands they start, so each distinct program compiles once.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+)
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "xla"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
@@ -34,10 +45,21 @@ def real_data_root() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def real_builder(real_data_root, tmp_path_factory):
+def real_builder(real_data_root):
+    """The real paintings prepared once for all pytest workers (and kept between runs, in
+    .pytest_cache: preparing takes a minute); a lock keeps two workers from writing it at once."""
+    import fcntl
+
     from artjax.data import best_artworks
 
-    return best_artworks.prepare(real_data_root, tmp_path_factory.mktemp("prepared_real"))
+    prepared = PROJECT_ROOT / ".pytest_cache" / "prepared_real"
+    prepared.mkdir(parents=True, exist_ok=True)
+    with open(prepared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return best_artworks.prepare(real_data_root, prepared)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +104,62 @@ def make_tiny_port(model_config, path):
         architecture={k: model_config[k] for k in porting.ARCHITECTURE_KEYS["resnet"]},
     )
     return porting.save(path, variables, meta), variables
+
+
+def override(config, overrides: dict):
+    """Sets dotted config keys ("data.image_size") as --config.a.b=v does."""
+    for key, value in overrides.items():
+        target = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    return config
+
+
+def experiment_config(spec: str, overrides: dict):
+    """experiments/<file>.py[:variant] with dotted-key overrides, as the commands load it."""
+    import importlib.util
+
+    name, _, variant = spec.partition(":")
+    path = PROJECT_ROOT / "experiments" / name
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return override(module.get_config(variant or None), overrides)
+
+
+def tiny_config(root, tmp_path, **overrides):
+    """A run of a few seconds on synthetic paintings: `overrides` are dotted config keys."""
+    config = make_config(root, pathlib.Path(tmp_path) / "prepared")
+    config.data.image_size = 48  # the CNN's four conv+pool stages need at least 46
+    config.num_epochs = 2
+    config.log_every_steps = 2
+    config.model.dropout_rate = 0.0
+    config.data.augment_enabled = False
+    return override(config, overrides)
+
+
+def one_step(config, batch, devices=None):
+    """(state, metrics) after one pmap'd train step on `batch` split over `devices` (default: the
+    process's local devices; in a multi-process run `batch` is this process's part of the global
+    batch and the gradient and BatchNorm statistics are averaged over every process's devices)."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    from flax import jax_utils
+
+    from artjax import models, steps, train_state
+
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = train_state.create_train_state(config, model, steps_per_epoch=4)
+    p_step = jax.pmap(
+        functools.partial(steps.train_step, class_weights=jnp.linspace(0.5, 2, 6)),
+        axis_name=steps.AXIS,
+        devices=devices,
+    )
+    count = len(devices) if devices else jax.local_device_count()
+    laid_out = {k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}
+    new_state, metrics = p_step(jax_utils.replicate(state, devices), laid_out)
+    return jax.device_get(steps.unreplicate(new_state)), jax.device_get(metrics)

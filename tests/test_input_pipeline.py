@@ -1,12 +1,18 @@
-"""Batches: device layout, padding masks, reproducibility and resume, class weights."""
+"""Batches: device layout, padding masks, reproducibility and resume, class weights, the training
+draw (class and artist balance)."""
+
+import shutil
 
 import jax
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.utils.class_weight import compute_class_weight
 
+from artjax.data import feature_batches
 from artjax.data import input_pipeline as ip
 from tests.conftest import make_config
+from tests.test_crossval import _add_artist
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +80,75 @@ def test_class_weights_and_oversampling(synthetic_root, tmp_path):
         [b["label"].ravel() for b in ip.train_dataset(data, config, 1).take(60).as_numpy_iterator()]
     )
     assert np.all(np.abs(np.bincount(seen, minlength=3) / len(seen) - 1 / 3) < 0.06)
+
+
+def _rows(artists_and_counts):
+    """Rows of a made-up training split: {(style, artist): images}."""
+    found = []
+    for (style, artist), n in artists_and_counts.items():
+        for i in range(n):
+            found.append(ip.Row(f"{artist}_{i}", style, artist, len(found), (style,), ""))
+    return found
+
+
+UNEVEN = {("A", "a1"): 60, ("A", "a2"): 10, ("A", "a3"): 5, ("B", "b1"): 20, ("B", "b2"): 4}
+
+
+@pytest.mark.parametrize(
+    "power, artist_balanced, expected",
+    [
+        # balanced classes, then each class's artists equally
+        (0.0, True, {"a1": 1 / 6, "a2": 1 / 6, "a3": 1 / 6, "b1": 1 / 4, "b2": 1 / 4}),
+        # classes as in the data (75 : 24), then each class's artists equally
+        (None, True, {"a1": 25 / 99, "a2": 25 / 99, "a3": 25 / 99, "b1": 12 / 99, "b2": 12 / 99}),
+        # balanced classes, artists by their image counts (the image-balanced draw)
+        (0.0, False, {"a1": 0.4, "a2": 1 / 15, "a3": 1 / 30, "b1": 5 / 12, "b2": 1 / 12}),
+    ],
+)
+def test_artist_balanced_sampling_draws_artists_at_the_intended_rates(
+    power, artist_balanced, expected
+):
+    rows = _rows(UNEVEN)
+    probs = ip.example_sampling_probabilities(rows, lambda r: (r.style,), power, artist_balanced)
+    config = make_config("", "")
+    config.batch_size = 16
+    labels = np.array([0 if r.style == "A" else 1 for r in rows], np.int32)
+    features = {"features": np.arange(len(rows), dtype=np.float32)[:, None], "label": labels}
+    stream = feature_batches.train_batches(features, config, 4, 0, probs)
+    drawn = np.concatenate([next(stream)["image"].reshape(-1) for _ in range(300)]).astype(int)
+    artists = sorted(expected)
+    observed = [sum(rows[i].artist == a for i in drawn) for a in artists]
+    rates = np.array([expected[a] for a in artists])
+    # 4,800 draws (seed fixed): the intended rates pass a chi-square test ...
+    assert stats.chisquare(observed, rates * len(drawn)).pvalue > 0.01
+    # ... the image-count rates (each image equally likely) do not
+    natural = np.array([sum(n for (_, a), n in UNEVEN.items() if a == b) for b in artists])
+    assert stats.chisquare(observed, natural / natural.sum() * len(drawn)).pvalue < 1e-6
+    # within an artist, every image equally likely
+    a1 = [i for i in drawn if rows[i].artist == "a1"]
+    assert stats.chisquare(np.bincount(a1, minlength=60)[:60]).pvalue > 0.001
+
+
+def test_the_image_pipeline_draws_artists_at_the_same_rates(synthetic_root, tmp_path):
+    grown = tmp_path / "grown"
+    shutil.copytree(synthetic_root, grown)
+    _add_artist(grown, "Synthetic Cubism Painter 3", "Cubism", images=24)
+    config = make_config(grown, tmp_path / "prepared", oversample_power=0.0, artist_balanced=True)
+    data = ip.prepare_data(config.data, config.seed)
+    rows = [r for r in data.rows if r.filename in data.members["train"]]
+    probs = ip.training_draw(data, config, [r.filename for r in rows])
+    expected = {}
+    for r, p in zip(rows, probs):
+        expected[r.artist] = expected.get(r.artist, 0.0) + p
+    cubists = [a for a in expected if "Cubism" in a]
+    assert len(cubists) == 3 and np.allclose([expected[a] for a in cubists], 1 / 18)
+    train = ip.split_dataset(data, "train").cache()  # as train_dataset caches before the draw
+    drawn = ip.drawn_by_artist(train, data, config).take(3000)
+    artist_of = {r.filename: r.artist for r in rows}
+    counts = {}
+    for ex in drawn.as_numpy_iterator():
+        artist = artist_of[ex["filename"].decode()]
+        counts[artist] = counts.get(artist, 0) + 1
+    artists = sorted(expected)
+    observed = [counts.get(a, 0) for a in artists]
+    assert stats.chisquare(observed, [expected[a] * 3000 for a in artists]).pvalue > 0.01

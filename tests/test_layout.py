@@ -47,3 +47,19 @@ def test_importing_the_library_changes_no_process_state():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-3:-1] == ["[]", "['set_visible_devices']"]
+
+
+def test_every_experiment_builds_a_config_of_known_keys():
+    from artjax import configs
+    from tests.conftest import PROJECT_ROOT, experiment_config
+
+    def keys(d, prefix=""):
+        found = set()
+        for k, v in d.items():
+            found |= keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+        return found
+
+    known = keys(configs.base_config().to_dict())
+    for path in sorted((PROJECT_ROOT / "experiments").glob("*.py")):
+        config = experiment_config(path.name, {})
+        assert keys(config.to_dict()) <= known, path.name

@@ -193,3 +193,25 @@ def test_resnet_variants_place_the_stride_as_their_frameworks_do():
 def test_too_small_input_for_the_cnn_is_a_clear_error():
     with pytest.raises(ValueError, match="too small"):
         models.BaselineCNN(3).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+
+
+def test_gram_features_equal_a_numpy_reference():
+    model = models.ResNet(5, stage_sizes=(1, 1), width=4, gram_stages=("stage1",))
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
+    variables = model.init(jax.random.PRNGKey(0), x)
+    features, state = model.apply(variables, x, method=model.features, mutable=["intermediates"])
+    stage = np.asarray(state["intermediates"]["stage1"][0], np.float64)  # [B, H, W, C]
+    b, h, w, c = stage.shape
+    expected = []
+    for image in stage:
+        flat = image.reshape(h * w, c)
+        gram = flat.T @ flat / (h * w)
+        upper = np.array([gram[i, j] for i in range(c) for j in range(i, c)])
+        expected.append(np.sign(upper) * np.sqrt(np.abs(upper)))
+    np.testing.assert_allclose(
+        features[:, -c * (c + 1) // 2 :], np.stack(expected), rtol=1e-4, atol=1e-6
+    )
+    # the stage's global average is not among the features unless asked for
+    without = models.ResNet(5, stage_sizes=(1, 1), width=4)
+    last = without.apply(variables, x, method=without.features)
+    np.testing.assert_allclose(features[:, : last.shape[-1]], last, rtol=1e-6)

@@ -63,6 +63,24 @@ def test_resize_and_uint8_round_trip():
     )
 
 
+def test_views_are_the_whole_image_or_its_corner_and_centre_crops_and_their_mirrors():
+    image = np.random.default_rng(0).integers(0, 256, (20, 16, 3)).astype(np.uint8)
+    resize = lambda x: pp.make_resize(8)({"image": tf.constant(x)})["image"].numpy()
+    whole = _both_ways(pp.make_views(8, "whole", 0.5), {"image": image})["image"]
+    np.testing.assert_array_equal(whole[0], resize(image))
+    both = _both_ways(pp.make_views(8, "whole_mirrored", 0.5), {"image": image})["image"]
+    np.testing.assert_allclose(both[1], both[0][:, ::-1], atol=1e-5)
+    views = _both_ways(pp.make_views(8, "crops_mirrored", 0.5), {"image": image})["image"]
+    assert len(views) == pp.view_count("crops_mirrored") == 10
+    crops = [image[:10, :8], image[:10, 8:], image[10:, :8], image[10:, 8:], image[5:15, 4:12]]
+    for view, crop in zip(views[:5], crops):
+        np.testing.assert_allclose(view, resize(crop), atol=1e-4)
+    for view, mirrored in zip(views[:5], views[5:]):
+        np.testing.assert_allclose(mirrored, view[:, ::-1], atol=1e-5)
+    with pytest.raises(KeyError, match="data.views.*crops_mirrored"):
+        pp.make_views(8, "crops_rotated", 0.5)
+
+
 def test_normalizations():
     pixel = np.array([[[255.0, 128.0, 0.0]]], np.float32)
     unit = _both_ways(pp.make_normalize("unit"), {"image": pixel})["image"]

@@ -15,36 +15,7 @@ from sklearn import metrics as skm
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer
 from artjax.inference import Predictor
-from tests.conftest import PROJECT_ROOT, make_config
-
-
-def tiny_config(root, tmp_path, **overrides):
-    config = make_config(root, tmp_path / "prepared")
-    config.data.image_size = 48  # the CNN's four conv+pool stages need at least 46
-    config.num_epochs = 2
-    config.log_every_steps = 2
-    config.model.dropout_rate = 0.0
-    config.data.augment_enabled = False
-    for key, value in overrides.items():
-        target = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
-    return config
-
-
-def _one_step(config, num_devices, batch):
-    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
-    state = train_state.create_train_state(config, model, steps_per_epoch=4)
-    p_step = jax.pmap(
-        functools.partial(steps.train_step, class_weights=jnp.linspace(0.5, 2, 6)),
-        axis_name=steps.AXIS,
-        devices=jax.devices()[:num_devices],
-    )
-    laid_out = {k: v.reshape(num_devices, -1, *v.shape[1:]) for k, v in batch.items()}
-    new_state, metrics = p_step(jax_utils.replicate(state, jax.devices()[:num_devices]), laid_out)
-    return jax.device_get(steps.unreplicate(new_state)), jax.device_get(metrics)
+from tests.conftest import PROJECT_ROOT, one_step, tiny_config
 
 
 @pytest.mark.parametrize(
@@ -65,8 +36,8 @@ def test_four_devices_equal_one_device(tmp_path, model_overrides):
         "image": rng.normal(size=(8, 48, 48, 3)).astype(np.float32),
         "label": rng.integers(0, 6, 8).astype(np.int32),
     }
-    one, m1 = _one_step(config, 1, batch)
-    four, m4 = _one_step(config, 4, batch)
+    one, m1 = one_step(config, batch, jax.devices()[:1])
+    four, m4 = one_step(config, batch, jax.devices()[:4])
     np.testing.assert_allclose(m1["loss"][0], m4["loss"][0], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -233,6 +204,8 @@ def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
         *flags,
         "--config.profile_start_step=2",
         "--config.profile_steps=2",
+        # unreachable: every prediction is flagged uncertain (the threshold is then 1.0)
+        "--config.calibration.confident_accuracy=1.01",
         f"--workdir={tmp_path / 'run'}",
         cwd=tmp_path,
     )
@@ -243,11 +216,19 @@ def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
     assert (tmp_path / "run" / "tensorboard").is_dir()
     run = checkpointing.read_run(tmp_path / "run")
     assert run["config"]["class_weighted"] is True and run["synthetic"] is True
+    # calibrated on validation at the end of training, for the best checkpoint
+    fitted = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    assert fitted["step"] == checkpointing.Checkpoints(tmp_path / "run").best_step()
+    assert fitted["uncertain_below"] == 1.0 and fitted["nll_after"] <= fitted["nll_before"]
     result = _cli("artjax.evaluate", f"--workdir={tmp_path / 'run'}", "--split=val", cwd=tmp_path)
     assert result.returncode == 0 and "accuracy" in result.stdout, result.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "eval_val" / "report.json").read_text())
+    assert report["calibration"]["temperature"] == pytest.approx(fitted["temperature"])
+    assert report["calibration"]["nll_calibrated"] == pytest.approx(fitted["nll_after"], rel=1e-4)
     image = next((synthetic_root / "images").rglob("*.jpg"))
     result = _cli("artjax.predict", f"--workdir={tmp_path / 'run'}", str(image), cwd=tmp_path)
     assert result.returncode == 0 and str(image) in result.stdout, result.stderr[-3000:]
+    assert "[uncertain: top probability below 1.000]" in result.stdout
     result = _cli(
         "artjax.train",
         *flags,
@@ -288,3 +269,31 @@ def test_class_weighted_loss_is_the_weighted_mean_or_keras_semantics(tmp_path, n
     w = weights[labels]
     expected = jnp.sum(w * ce) / (jnp.sum(w) if normalize else len(labels))
     np.testing.assert_allclose(metrics["loss"][0], expected, rtol=1e-5)
+
+
+def test_multi_view_evaluation_is_the_mean_of_the_views_logits(tmp_path):
+    overrides = {"model.name": "resnet", "model.stage_sizes": (1,), "model.width": 4}
+    config = tiny_config("", tmp_path, **overrides)
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = train_state.create_train_state(config, model, steps_per_epoch=1)
+    rng = np.random.default_rng(0)
+    views = rng.normal(size=(8, 3, 32, 32, 3)).astype(np.float32)  # 8 paintings, 3 views each
+    batch = {
+        "image": views.reshape(4, 2, 3, 32, 32, 3),
+        "label": rng.integers(0, 6, (4, 2)).astype(np.int32),
+        "mask": np.ones((4, 2), np.int32),
+    }
+    p_eval = jax.pmap(steps.eval_step, axis_name=steps.AXIS)
+    logits, _ = p_eval(jax_utils.replicate(state), batch)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    per_view = [model.apply(variables, views[:, v], train=False) for v in range(3)]
+    np.testing.assert_allclose(
+        np.asarray(logits).reshape(8, 6), np.mean(per_view, 0), rtol=1e-5, atol=1e-6
+    )
+    # a frozen backbone's cached views: the head's logits, averaged the same way
+    head = models.head_apply(model)
+    features = np.asarray(models.features_fn(model)(variables, views))  # [8, 3, D]
+    found = steps.view_mean_logits(head, variables, features)
+    expected = np.mean([head(variables, features[:, v], train=False) for v in range(3)], 0)
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(found, np.mean(per_view, 0), rtol=1e-4, atol=1e-5)

@@ -12,6 +12,7 @@ from flax import jax_utils, traverse_util
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer, transfer
 from artjax.data import feature_batches
+from artjax.data import input_pipeline as ip
 from tests.conftest import make_config, make_tiny_port
 
 TINY_RESNET = {
@@ -326,9 +327,11 @@ def test_cached_feature_batches_resume_the_same_stream(tmp_path, oversample_powe
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), [30, 8, 2]).astype(np.int32)
     features = {"features": rng.normal(size=(40, 5)).astype(np.float32), "label": labels}
-    stream = feature_batches.train_batches(features, config, 4, 0, [30, 8, 2])
+    rows = [ip.Row(str(i), str(c), f"artist {c}", i, (), "") for i, c in enumerate(labels)]
+    probs = ip.example_sampling_probabilities(rows, lambda r: (r.style,), oversample_power, False)
+    stream = feature_batches.train_batches(features, config, 4, 0, probs)
     first = [next(stream) for _ in range(12)]  # 5 steps per epoch: crosses two reshuffles
-    resumed = feature_batches.train_batches(features, config, 4, 7, [30, 8, 2])
+    resumed = feature_batches.train_batches(features, config, 4, 7, probs)
     for expected in first[7:]:
         got = next(resumed)
         np.testing.assert_array_equal(got["image"], expected["image"])

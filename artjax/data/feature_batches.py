@@ -24,7 +24,7 @@ def compute_features(p_features, variables, batches) -> dict[str, np.ndarray]:
     for batch in batches:
         mask = batch["mask"].reshape(-1) == 1
         features = np.asarray(p_features(variables, batch["image"]), np.float32)
-        found["features"].append(features.reshape(mask.size, -1)[mask])
+        found["features"].append(features.reshape(mask.size, *features.shape[2:])[mask])
         labels = batch["label"]
         found["label"].append(labels.reshape(mask.size, *labels.shape[2:])[mask])
         found["filename"].append(batch["filename"].reshape(-1)[mask])
@@ -36,19 +36,22 @@ def _label_array(labels) -> np.ndarray:
     return np.asarray(labels, np.int32 if np.ndim(labels) == 1 else np.float32)
 
 
-def train_batches(features: dict, config, num_devices: int, start_step: int, counts):
+def train_batches(features: dict, config, num_devices: int, start_step: int, probs=None):
     """Endless shuffled batches of cached features, [devices, per-device, D]; reproducible per step,
-    so a resumed run continues the same stream. Oversampling follows `data.oversample_power`. Each
-    process holds the features of its own shard and draws its share of the global batch."""
+    so a resumed run continues the same stream. `probs` (each example's, e.g.
+    `input_pipeline.example_sampling_probabilities`): draws with replacement at those rates; None:
+    a permutation per epoch. Each process holds the features of its own shard and draws its share
+    of the global batch."""
+    if features["features"].ndim == 3:  # views [N, V, D]: each view is a training example
+        views = features["features"].shape[1]
+        features = {
+            "features": features["features"].reshape(-1, features["features"].shape[-1]),
+            "label": np.repeat(features["label"], views, axis=0),
+        }
+        probs = None if probs is None else np.repeat(probs, views) / views
     n, batch = len(features["label"]), ip.local_batch_size(config.batch_size, num_devices)
     steps_per_epoch = n // batch
     labels = _label_array(features["label"])
-    probs = None
-    if config.data.oversample_power is not None:
-        counts = np.asarray(counts, np.float64)
-        class_p = ip.class_sampling_weights(counts, config.data.oversample_power)
-        probs = class_p[features["label"]] / counts[features["label"]]
-        probs /= probs.sum()
     step = start_step
     while True:
         epoch, i = divmod(step, steps_per_epoch)
@@ -69,9 +72,8 @@ def eval_batches(features: dict, config, num_devices: int, split_size: int):
     n, batch = len(features["label"]), ip.local_batch_size(config.eval_batch_size, num_devices)
     padded = ip.padded_eval_size(split_size, batch)
     pad = padded - n
-    feats = np.concatenate(
-        [features["features"], np.zeros((pad, features["features"].shape[1]), np.float32)]
-    )
+    shape = features["features"].shape[1:]  # [D], or [V, D] for views
+    feats = np.concatenate([features["features"], np.zeros((pad, *shape), np.float32)])
     labels = _label_array(features["label"])
     labels = np.concatenate([labels, np.zeros((pad, *labels.shape[1:]), labels.dtype)])
     mask = np.concatenate([np.ones(n, np.int32), np.zeros(pad, np.int32)])
@@ -79,7 +81,7 @@ def eval_batches(features: dict, config, num_devices: int, split_size: int):
     for s in range(0, padded, batch):
         sl = slice(s, s + batch)
         yield {
-            "image": feats[sl].reshape(num_devices, batch // num_devices, -1),
+            "image": feats[sl].reshape(num_devices, batch // num_devices, *shape),
             "label": labels[sl].reshape(num_devices, batch // num_devices, *labels.shape[1:]),
             "mask": mask[sl].reshape(num_devices, -1),
             "filename": names[sl].reshape(num_devices, -1),
@@ -104,6 +106,8 @@ def cache_identity(config) -> dict:
         model={k: v for k, v in config.model.to_dict().items() if k not in ("dropout_rate",)},
         image_size=config.data.image_size,
         normalization=config.data.normalization,
+        views=config.data.views,
+        crop_fraction=config.data.crop_fraction,
         data_root=str(pathlib.Path(config.data.root).expanduser().absolute()),
         prepared_dir=str(pathlib.Path(config.data.prepared_dir).expanduser().absolute()),
     )

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 from sklearn.utils.class_weight import compute_class_weight
 
 from artjax.data import augment, best_artworks, splits, synthetic
@@ -189,7 +190,7 @@ def assign_splits(rows, data_config, seed: int, classes_of) -> tuple[dict, tuple
     return members, held, count
 
 
-def prepare_data(data_config, seed: int) -> PreparedData:
+def _prepared_builder(data_config):
     root, is_synthetic = resolve_root(data_config)
     builder = best_artworks.prepare(
         root,
@@ -198,6 +199,21 @@ def prepare_data(data_config, seed: int) -> PreparedData:
         max_hamming=data_config.max_hamming,
         min_correlation=data_config.min_correlation,
     )
+    return root, is_synthetic, builder
+
+
+def prepare_data(data_config, seed: int) -> PreparedData:
+    if jax.process_count() > 1:
+        # Process 0 prepares first: processes sharing a filesystem would race to write one copy;
+        # the others then find it (or, on their own disks, prepare theirs).
+        if jax.process_index() == 0:
+            prepared = _prepared_builder(data_config)
+        multihost_utils.sync_global_devices("artjax: prepared data")
+        if jax.process_index() != 0:
+            prepared = _prepared_builder(data_config)
+    else:
+        prepared = _prepared_builder(data_config)
+    root, is_synthetic, builder = prepared
     all_rows = split_metadata(builder, best_artworks.TRAINVAL_SPLIT) + split_metadata(
         builder, best_artworks.TEST_SPLIT
     )
@@ -309,16 +325,63 @@ def padded_eval_size(split_size: int, local_batch: int) -> int:
     return -(-per_process // local_batch) * local_batch
 
 
-def class_sampling_weights(counts, power: float) -> np.ndarray:
-    """Each class's share of the drawn examples when oversampling: ∝ count ** power (0: balanced,
-    1: as in the data), 0 for classes without images."""
-    counts = np.asarray(counts, np.float64)
-    weights = np.where(counts > 0, counts**power, 0.0)
-    return weights / weights.sum()
+def training_draw(data: PreparedData, config, filenames) -> np.ndarray | None:
+    """The training draw's probability for each of the training images `filenames` (in their
+    order), from `data.oversample_power` and `data.artist_balanced`; None: plain shuffling."""
+    d = config.data
+    if data.multi_label and d.oversample_power is not None:
+        raise ValueError("data.oversample_power draws by class: not for a multi-label class set")
+    row_of = {r.filename: r for r in data.rows}
+    rows = [row_of[f.decode() if isinstance(f, bytes) else f] for f in filenames]
+    return example_sampling_probabilities(
+        rows, data.classes_of, d.oversample_power, d.artist_balanced
+    )
+
+
+def example_sampling_probabilities(
+    rows, classes_of, power: float | None, artist_balanced: bool
+) -> np.ndarray | None:
+    """Each of `rows`' probability of being drawn: a class gets a share ∝ its image count ** power
+    (None: 1, as in the data), shared among its artists equally (`artist_balanced`) or by their
+    image counts, and an artist's share equally among their images. A multi-label row's class is
+    its set of listed classes. None when the draw is plain shuffling."""
+    if power is None and not artist_balanced:
+        return None
+    keys = [tuple(classes_of(r)) for r in rows]
+    class_count = collections.Counter(keys)
+    artist_count = collections.Counter(zip(keys, (r.artist for r in rows)))
+    artists_in = collections.Counter(key for key, _ in artist_count)
+    share = {k: n ** (1.0 if power is None else power) for k, n in class_count.items()}
+    total = sum(share.values())
+    probs = np.empty(len(rows))
+    for i, (key, row) in enumerate(zip(keys, rows)):
+        images_of_artist = artist_count[key, row.artist]
+        if artist_balanced:
+            probs[i] = share[key] / total / artists_in[key] / images_of_artist
+        else:
+            probs[i] = share[key] / total / class_count[key]
+    return probs / probs.sum()
 
 
 def decode_ops(image_size: int):
     return [pp.decode, pp.make_resize(image_size), pp.to_uint8]
+
+
+def eval_ops(data_config) -> list:
+    """Encoded image -> the model's evaluation input: one normalized image [S, S, 3], or its
+    `data.views` [V, S, S, 3] (the model's logits are averaged over them)."""
+    d = data_config
+    if d.views == "whole":
+        resized = [pp.make_resize(d.image_size), pp.to_uint8]
+    else:
+        resized = [pp.make_views(d.image_size, d.views, d.crop_fraction), pp.to_uint8]
+    return [pp.decode, *resized, pp.make_normalize(d.normalization)]
+
+
+def eval_image_shape(data_config) -> tuple:
+    size = (data_config.image_size, data_config.image_size, 3)
+    views = pp.view_count(data_config.views)
+    return size if data_config.views == "whole" else (views, *size)
 
 
 def _cache_fits(images: int, size: int) -> bool:
@@ -345,23 +408,8 @@ def train_dataset(
     ds = split_dataset(data, "train").map(pp.compose(decode_ops(d.image_size)), tf.data.AUTOTUNE)
     if d.cache and _cache_fits(data.num_examples("train"), d.image_size):
         ds = ds.cache()
-    if d.oversample_power is not None:
-        if data.multi_label:
-            raise ValueError(
-                "data.oversample_power draws by class: not for a multi-label class set"
-            )
-        counts = np.asarray(data.counts["train"])
-        weights = class_sampling_weights(counts, d.oversample_power)
-        per_class = [
-            ds.filter(lambda ex, c=c: ex["label"] == c)
-            .repeat()
-            .shuffle(d.shuffle_buffer, seed=config.seed + c)
-            for c in range(len(counts))
-            if counts[c] > 0
-        ]
-        ds = tf.data.Dataset.sample_from_datasets(
-            per_class, weights=list(weights[counts > 0]), seed=config.seed
-        )
+    if d.oversample_power is not None or d.artist_balanced:
+        ds = drawn_by_artist(ds, data, config)
     else:
         ds = ds.shuffle(d.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True).repeat()
     ds = ds.enumerate().skip(start_step * batch)  # skipping before augmenting keeps resume cheap
@@ -382,17 +430,33 @@ def train_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def drawn_by_artist(ds: tf.data.Dataset, data: PreparedData, config) -> tf.data.Dataset:
+    """Endless draws at `example_sampling_probabilities`: one shuffled stream per artist (each
+    artist's images are equally likely), mixed at the artists' shares."""
+    rows = [r for r in data.rows if r.filename in data.members["train"]]
+    probs = training_draw(data, config, [r.filename for r in rows])
+    artists = sorted({r.artist for r in rows})
+    artist_of = _lookup(
+        [r.filename for r in rows], [artists.index(r.artist) for r in rows], -1, tf.int32
+    )
+    shares = np.zeros(len(artists))
+    np.add.at(shares, [artists.index(r.artist) for r in rows], probs)
+    streams = [
+        ds.filter(lambda ex, a=a: artist_of.lookup(ex["filename"]) == a)
+        .repeat()
+        .shuffle(config.data.shuffle_buffer, seed=config.seed + a)
+        for a in range(len(artists))
+    ]
+    return tf.data.Dataset.sample_from_datasets(streams, weights=list(shares), seed=config.seed)
+
+
 def eval_dataset(data: PreparedData, split: str, config, num_devices: int) -> tf.data.Dataset:
     """One pass over a split in padded batches; `mask` is 1 for real images, 0 for padding.
     `filename` (strings, for reports) stays on the host: pass only the other keys to a step."""
     d = config.data
     batch = local_batch_size(config.eval_batch_size, num_devices)
     padded_total = padded_eval_size(data.num_examples(split), batch)
-    ds = split_dataset(data, split)
-    ds = ds.map(
-        pp.compose(decode_ops(d.image_size) + [pp.make_normalize(d.normalization)]),
-        tf.data.AUTOTUNE,
-    )
+    ds = split_dataset(data, split).map(pp.compose(eval_ops(d)), tf.data.AUTOTUNE)
     ds = ds.map(
         lambda ex: {
             "image": ex["image"],
@@ -401,7 +465,7 @@ def eval_dataset(data: PreparedData, split: str, config, num_devices: int) -> tf
             "filename": ex["filename"],
         }
     )
-    shape = (d.image_size, d.image_size, 3)
+    shape = eval_image_shape(d)
     pad = tf.data.Dataset.from_tensors(
         {
             "image": tf.zeros(shape, tf.float32),

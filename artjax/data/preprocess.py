@@ -48,6 +48,57 @@ def make_resize(size: int) -> Op:
     return resize
 
 
+def _corner_and_centre_crops(image, fraction: float) -> list:
+    """The four corner crops and the centre crop, each `fraction` of the image's sides."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    crop_h = tf.cast(tf.cast(height, tf.float32) * fraction, tf.int32)
+    crop_w = tf.cast(tf.cast(width, tf.float32) * fraction, tf.int32)
+    tops = [0, 0, height - crop_h, height - crop_h, (height - crop_h) // 2]
+    lefts = [0, width - crop_w, 0, width - crop_w, (width - crop_w) // 2]
+    return [
+        tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w)
+        for top, left in zip(tops, lefts)
+    ]
+
+
+# data.views -> which views of a painting a model sees at evaluation (its logits are averaged
+# over them), and a frozen backbone's cached features are computed for (the head trains on each):
+# (crops: the four corners and the centre at data.crop_fraction of the sides, mirrored: and each
+# view's left-right mirror image).
+VIEWS = Registry(
+    "data.views",
+    {
+        "whole": dict(crops=False, mirrored=False),
+        "whole_mirrored": dict(crops=False, mirrored=True),
+        "crops": dict(crops=True, mirrored=False),
+        "crops_mirrored": dict(crops=True, mirrored=True),
+    },
+)
+
+
+def view_count(views: str) -> int:
+    found = VIEWS[views]
+    return (5 if found["crops"] else 1) * (2 if found["mirrored"] else 1)
+
+
+def make_views(size: int, views: str, crop_fraction: float) -> Op:
+    """Decoded image -> [V, size, size, 3] float32 in [0, 255]: the views `views` names, each
+    resized as `make_resize` does (the "whole" view equals it). The order: crops (or the whole
+    image), then their mirror images."""
+    found = VIEWS[views]
+    resize = make_resize(size)
+
+    def make(features):
+        image = features["image"]
+        parts = _corner_and_centre_crops(image, crop_fraction) if found["crops"] else [image]
+        stacked = tf.stack([resize({"image": part})["image"] for part in parts])
+        if found["mirrored"]:
+            stacked = tf.concat([stacked, tf.reverse(stacked, axis=[2])], 0)
+        return {**features, "image": stacked}
+
+    return make
+
+
 def to_uint8(features: Features) -> Features:
     """Rounds to uint8: a quarter of the memory for cached images."""
     return {**features, "image": tf.cast(tf.round(features["image"]), tf.uint8)}

@@ -70,6 +70,7 @@ def _resnet(m, num_classes, dtype, ops, axis_name, frozen_norms):
         pool=ops.pool,
         frozen_norms=tuple(frozen_norms),
         pooled_stages=tuple(m.pooled_stages),
+        gram_stages=tuple(m.gram_stages),
     )
 
 
@@ -86,6 +87,7 @@ def _efficientnet_lite(m, num_classes, dtype, ops, axis_name, frozen_norms):
         conv=ops.conv,
         frozen_norms=tuple(frozen_norms),
         pooled_stages=tuple(m.pooled_stages),
+        gram_stages=tuple(m.gram_stages),
     )
 
 
@@ -113,8 +115,18 @@ def abstract_variables(model, image_size: int) -> dict:
 
 
 def features_fn(model):
-    """apply(variables, images, **kw) -> the pooled features a Backbone's head sees."""
-    return functools.partial(model.apply, method="features")
+    """apply(variables, images, **kw) -> the pooled features a Backbone's head sees: [b, D] of
+    images [b, H, W, 3], or [b, V, D] of views [b, V, H, W, 3]."""
+
+    def features(variables, images, **kw):
+        if images.ndim == 4:
+            return model.apply(variables, images, method="features", **kw)
+        count, views = images.shape[:2]
+        flat = images.reshape(count * views, *images.shape[2:])
+        found = model.apply(variables, flat, method="features", **kw)
+        return found.reshape(count, views, -1)
+
+    return features
 
 
 def head_apply(model):

@@ -47,18 +47,33 @@ class Backbone(nn.Module):
         return self.head(x).astype(jnp.float32)
 
 
-def pool_features(x, stages: dict, pooled_stages: Sequence[str]):
+def pool_features(x, stages: dict, pooled_stages: Sequence[str], gram_stages: Sequence[str] = ()):
     """Global average of the last activations, followed by those of `pooled_stages` (mid-level
-    texture statistics, which carry much of a painting's style)."""
-    unknown = [name for name in pooled_stages if name not in stages]
+    texture statistics, which carry much of a painting's style), then the `gram_features` of
+    `gram_stages` (which channels fire together: Gatys et al.'s style representation)."""
+    unknown = [name for name in (*pooled_stages, *gram_stages) if name not in stages]
     if unknown:
         raise ValueError(
-            f"model.pooled_stages {unknown} are not among this model's stages {list(stages)}"
+            f"model.pooled_stages/gram_stages {unknown} are not among this model's stages "
+            f"{list(stages)}"
         )
     averages = [jnp.mean(x, axis=(1, 2))] + [
         jnp.mean(stages[n], axis=(1, 2)) for n in pooled_stages
     ]
-    return jnp.concatenate(averages, -1)
+    grams = [gram_features(stages[n]) for n in gram_stages]
+    return jnp.concatenate(averages + grams, -1)
+
+
+def gram_features(x):
+    """[B, H, W, C] -> [B, C(C+1)/2]: the upper triangle of the Gram matrix of the channels,
+    averaged over positions, under a signed square root (which evens out the scale of strong and
+    weak co-activations, as in bilinear pooling). Computed in float32."""
+    x = x.astype(jnp.float32)
+    height, width, channels = x.shape[1:]
+    gram = jnp.einsum("bhwc,bhwd->bcd", x, x) / (height * width)
+    rows, cols = jnp.triu_indices(channels)
+    upper = gram[:, rows, cols]
+    return jnp.sign(upper) * jnp.sqrt(jnp.abs(upper))
 
 
 def batch_norm_factory(

@@ -127,6 +127,7 @@ class EfficientNetLite(Backbone):
     conv: ModuleDef = layers.Conv
     frozen_norms: tuple[str, ...] = ()
     pooled_stages: tuple[str, ...] = ()
+    gram_stages: tuple[str, ...] = ()
 
     @nn.compact
     def features(self, x, train: bool = False):
@@ -158,7 +159,7 @@ class EfficientNetLite(Backbone):
         for name, value in stages.items():
             self.sow("intermediates", name, value)
         x = nn.relu6(norm("top_bn", "top_bn")(conv(1280, 1, 1, "top_conv")(x)))
-        return pool_features(x, stages, self.pooled_stages)
+        return pool_features(x, stages, self.pooled_stages, self.gram_stages)
 
 
 def port_table(version: int) -> list[PortKey]:

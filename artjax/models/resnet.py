@@ -58,9 +58,10 @@ class ResNet(Backbone):
     conv: ModuleDef = layers.Conv
     pool: Callable = layers.max_pool
     frozen_norms: tuple[str, ...] = ()
-    pooled_stages: tuple[
-        str, ...
-    ] = ()  # stage outputs pooled into the head's input besides the last
+    # stage outputs pooled into the head's input besides the last, and those whose Gram matrices
+    # join them (backbone.pool_features)
+    pooled_stages: tuple[str, ...] = ()
+    gram_stages: tuple[str, ...] = ()
 
     @nn.compact
     def features(self, x, train: bool = False):
@@ -91,7 +92,7 @@ class ResNet(Backbone):
             stages[f"stage{i + 1}"] = x
         for name, value in stages.items():
             self.sow("intermediates", name, value)
-        return pool_features(x, stages, self.pooled_stages)
+        return pool_features(x, stages, self.pooled_stages, self.gram_stages)
 
 
 def port_table(stage_sizes, framework: str) -> list[PortKey]:

@@ -1,0 +1,174 @@
+"""Calibrated probabilities and an "uncertain" flag: temperature scaling fitted on validation.
+
+A run's probabilities are rescaled as softmax(log p / T) (sigmoid(logit p / T) for a multi-label
+model); T minimizes the validation negative log-likelihood, so it changes confidence, never the
+ranking. The "uncertain" threshold is the lowest top probability at which the validation
+predictions at or above it are right at least `calibration.confident_accuracy` of the time.
+Both are written to the workdir's `calibration.json` for the checkpoint they were fitted on; the
+Predictor, `artjax.evaluate` and the CV report use them.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+from scipy import optimize
+
+CALIBRATION_FILE = "calibration.json"
+_EPS = 1e-7
+
+
+def _logits(probabilities: np.ndarray, multi_label: bool) -> np.ndarray:
+    p = np.clip(np.asarray(probabilities, np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p) if multi_label else np.log(p)
+
+
+def scaled(probabilities: np.ndarray, temperature: float, multi_label: bool) -> np.ndarray:
+    """The probabilities of logits / temperature."""
+    z = _logits(probabilities, multi_label) / temperature
+    if multi_label:
+        return (1 / (1 + np.exp(-z))).astype(np.float32)
+    z -= z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def apply(probabilities: np.ndarray, fitted: dict | None, multi_label: bool) -> np.ndarray:
+    """`probabilities` scaled by a fitted calibration's temperature; unchanged without one."""
+    if fitted is None:
+        return probabilities
+    return scaled(probabilities, fitted["temperature"], multi_label)
+
+
+def nll(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> float:
+    """Mean negative log-likelihood: of the true class, or the mean binary one over classes."""
+    p = np.clip(np.asarray(probabilities, np.float64), _EPS, 1 - _EPS)
+    if multi_label:
+        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
+    return float(-np.mean(np.log(p[np.arange(len(labels)), labels])))
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> float:
+    """The temperature in [0.05, 20] that minimizes `nll` of the scaled probabilities."""
+    found = optimize.minimize_scalar(
+        lambda log_t: nll(scaled(probabilities, np.exp(log_t), multi_label), labels, multi_label),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
+    )
+    return float(np.exp(found.x))
+
+
+def correct_top1(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Whether each top prediction is right (for a multi-label model: one of the listed classes)."""
+    top = probabilities.argmax(-1)
+    if multi_label:
+        return labels[np.arange(len(top)), top] > 0
+    return top == labels
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, labels: np.ndarray, multi_label: bool, bins: int = 15
+) -> float:
+    """ECE of the top prediction: the mean over equal-width confidence bins of |accuracy -
+    confidence|, weighted by the bin's share of the images."""
+    confidence = probabilities.max(-1)
+    correct = correct_top1(probabilities, labels, multi_label)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(error)
+
+
+def reliability(probabilities, labels, multi_label: bool, bins: int = 10) -> list[dict]:
+    """Per confidence bin: its range, images, mean confidence and accuracy (a reliability
+    diagram's points)."""
+    confidence = probabilities.max(-1)
+    correct = correct_top1(probabilities, labels, multi_label)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    return [
+        dict(
+            low=float(edges[b]),
+            high=float(edges[b + 1]),
+            images=int((which == b).sum()),
+            confidence=float(confidence[which == b].mean()) if (which == b).any() else None,
+            accuracy=float(correct[which == b].mean()) if (which == b).any() else None,
+        )
+        for b in range(bins)
+    ]
+
+
+def uncertain_threshold(
+    probabilities: np.ndarray, labels: np.ndarray, multi_label: bool, confident_accuracy: float
+) -> float:
+    """The lowest top probability t such that the predictions with top probability >= t are right
+    at least `confident_accuracy` of the time (1.0 when no such t exists)."""
+    confidence = probabilities.max(-1)
+    correct = correct_top1(probabilities, labels, multi_label)
+    order = np.argsort(-confidence)
+    running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    reaching = np.nonzero(running >= confident_accuracy)[0]
+    if not len(reaching):
+        return 1.0
+    return float(confidence[order][reaching[-1]])
+
+
+def fit(probabilities, labels, multi_label: bool, confident_accuracy: float) -> dict:
+    """Temperature and threshold from validation predictions, with what they did there."""
+    temperature = fit_temperature(probabilities, labels, multi_label)
+    calibrated = scaled(probabilities, temperature, multi_label)
+    return dict(
+        temperature=temperature,
+        uncertain_below=uncertain_threshold(calibrated, labels, multi_label, confident_accuracy),
+        confident_accuracy=confident_accuracy,
+        images=len(labels),
+        nll_before=nll(probabilities, labels, multi_label),
+        nll_after=nll(calibrated, labels, multi_label),
+        ece_before=expected_calibration_error(probabilities, labels, multi_label),
+        ece_after=expected_calibration_error(calibrated, labels, multi_label),
+    )
+
+
+def save(workdir, step: int, checkpoint: str, found: dict) -> None:
+    path = pathlib.Path(workdir) / CALIBRATION_FILE
+    path.write_text(json.dumps(dict(step=int(step), checkpoint=checkpoint, **found), indent=2))
+
+
+def load(workdir, step: int) -> dict | None:
+    """The calibration fitted on `step`'s checkpoint, or None (none fitted, or for another step)."""
+    path = pathlib.Path(workdir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    found = json.loads(path.read_text())
+    return found if found.get("step") == int(step) else None
+
+
+def summary(probabilities, labels, multi_label: bool, fitted: dict | None) -> dict:
+    """How calibrated `probabilities` are, before and (with `fitted`) after temperature scaling:
+    NLL, ECE, reliability bins, and the share flagged uncertain with the accuracy of the rest."""
+    found = dict(
+        nll=nll(probabilities, labels, multi_label),
+        ece=expected_calibration_error(probabilities, labels, multi_label),
+        reliability=reliability(probabilities, labels, multi_label),
+    )
+    if fitted is None:
+        return found
+    calibrated = scaled(probabilities, fitted["temperature"], multi_label)
+    confident = calibrated.max(-1) >= fitted["uncertain_below"]
+    correct = correct_top1(calibrated, labels, multi_label)
+    found.update(
+        temperature=fitted["temperature"],
+        uncertain_below=fitted["uncertain_below"],
+        nll_calibrated=nll(calibrated, labels, multi_label),
+        ece_calibrated=expected_calibration_error(calibrated, labels, multi_label),
+        reliability_calibrated=reliability(calibrated, labels, multi_label),
+        uncertain_share=float(1 - confident.mean()),
+        accuracy_when_confident=float(correct[confident].mean()) if confident.any() else None,
+    )
+    return found
