@@ -298,6 +298,15 @@ class Checkpoints:
         self.manager.close()
 
 
+def resolve_step(workdir, which: str) -> int:
+    """'best', 'latest' or a step number -> the workdir's step it names."""
+    ckpt = Checkpoints(workdir)
+    try:
+        return ckpt.resolve(which)
+    finally:
+        ckpt.close()
+
+
 def _all_processes_reach(name: str) -> None:
     """A barrier in a multi-process run (no-op in one process)."""
     if jax.process_count() > 1:

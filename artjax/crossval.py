@@ -67,7 +67,7 @@ def _write_record(workdir: pathlib.Path, record: dict) -> None:
 def _save_heldout(fold_dir: pathlib.Path, by: str) -> None:
     split, checkpoint = HELDOUT[by]
     found, data, _ = evaluation.split_predictions(fold_dir, split, checkpoint)
-    step = checkpointing.Checkpoints(fold_dir).resolve(checkpoint)
+    step = checkpointing.resolve_step(fold_dir, checkpoint)
     fitted = calibration.load(fold_dir, step)  # fitted on the fold's validation split
     np.savez(
         fold_dir / HELDOUT_NPZ,

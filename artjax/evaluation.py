@@ -213,7 +213,7 @@ def split_predictions(workdir, split: str, checkpoint: str = "best"):
 def calibrate(workdir, checkpoint: str = "best") -> dict:
     """Fits the temperature and the "uncertain" threshold on the validation split of the
     workdir's `checkpoint`; writes calibration.json and returns what it holds."""
-    step = checkpointing.Checkpoints(workdir).resolve(checkpoint)
+    step = checkpointing.resolve_step(workdir, checkpoint)
     found, _, config = split_predictions(workdir, "val", str(step))
     fitted = calibration.fit(
         found.probabilities,

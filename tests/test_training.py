@@ -218,7 +218,7 @@ def test_cli_train_evaluate_predict(synthetic_root, tmp_path):
     assert run["config"]["class_weighted"] is True and run["synthetic"] is True
     # calibrated on validation at the end of training, for the best checkpoint
     fitted = json.loads((tmp_path / "run" / "calibration.json").read_text())
-    assert fitted["step"] == checkpointing.Checkpoints(tmp_path / "run").best_step()
+    assert fitted["step"] == checkpointing.resolve_step(tmp_path / "run", "best")
     assert fitted["uncertain_below"] == 1.0 and fitted["nll_after"] <= fitted["nll_before"]
     result = _cli("artjax.evaluate", f"--workdir={tmp_path / 'run'}", "--split=val", cwd=tmp_path)
     assert result.returncode == 0 and "accuracy" in result.stdout, result.stderr[-3000:]
