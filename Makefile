@@ -16,9 +16,10 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m artjax.train --config experiments/cnn.py:synthetic --workdir checkpoints/demo
 	$(BIN)/python -m artjax.evaluate --workdir checkpoints/demo --split test
 
-# One pytest worker per core, at most 4 (each holds TensorFlow and JAX).
+# One pytest worker per core, at most 4 (each holds TensorFlow and JAX); tests marked with an
+# xdist_group share a worker, so their module-scoped fixtures are built once.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n auto --maxprocesses=4
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadgroup
 
 # ruff's lint and format check (pyproject.toml [tool.ruff]); CI runs it before the tests.
 lint: $(BIN)/.installed

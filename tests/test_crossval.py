@@ -157,6 +157,7 @@ def cv_run(synthetic_root, tmp_path_factory):
     return config, root, report
 
 
+@pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
 def test_cv_report_pooled_metrics_equal_sklearns(cv_run):
     config, root, report = cv_run
     pooled = [crossval.load_heldout(d)[0] for d in checkpointing.fold_workdirs(root / "cv")]
@@ -176,6 +177,7 @@ def test_cv_report_pooled_metrics_equal_sklearns(cv_run):
     assert (root / "cv" / "cv_report.md").read_text().startswith("# Cross-validation by artist")
 
 
+@pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
 def test_a_cv_killed_and_rerun_equals_the_uninterrupted_cv(cv_run, tmp_path):
     config, root, report = cv_run
 
@@ -219,6 +221,7 @@ def test_a_bag_of_identical_models_equals_the_model(synthetic_root, tmp_path):
     assert bagged["accuracy"] == single["accuracy"]
 
 
+@pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
 def test_the_unseen_artist_report_on_a_held_out_artist(cv_run, synthetic_root, tmp_path):
     config, root, _ = cv_run
     fold_dir = root / "cv" / "fold_0"

@@ -17,6 +17,9 @@ from artjax.data import input_pipeline as ip
 from tests import distributed_worker as worker
 from tests.conftest import PROJECT_ROOT, one_step
 
+# One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("two_processes")
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -20,6 +20,9 @@ from artjax.data import preprocess as pp
 from artjax.models import efficientnet_lite, porting
 from tests.conftest import PROJECT_ROOT, experiment_config
 
+# One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("ports")
+
 LOGIT_ATOL = 1e-4
 
 

@@ -15,6 +15,9 @@ import tensorflow as tf
 from artjax import benchmarks, checkpointing, train_state, trainer
 from tests.conftest import PROJECT_ROOT, make_config
 
+# One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("finished_run")
+
 TIMING = ("epoch_seconds", "train_images_per_second")
 
 
