@@ -73,16 +73,11 @@ def expected_calibration_error(
 ) -> float:
     """ECE of the top prediction: the mean over equal-width confidence bins of |accuracy -
     confidence|, weighted by the bin's share of the images."""
-    confidence = probabilities.max(-1)
-    correct = correct_top1(probabilities, labels, multi_label)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            error += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(error)
+    found = reliability(probabilities, labels, multi_label, bins)
+    return float(
+        sum(b["images"] * abs(b["accuracy"] - b["confidence"]) for b in found if b["images"])
+        / len(labels)
+    )
 
 
 def reliability(probabilities, labels, multi_label: bool, bins: int = 10) -> list[dict]:
@@ -92,16 +87,19 @@ def reliability(probabilities, labels, multi_label: bool, bins: int = 10) -> lis
     correct = correct_top1(probabilities, labels, multi_label)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    return [
-        dict(
-            low=float(edges[b]),
-            high=float(edges[b + 1]),
-            images=int((which == b).sum()),
-            confidence=float(confidence[which == b].mean()) if (which == b).any() else None,
-            accuracy=float(correct[which == b].mean()) if (which == b).any() else None,
+    found = []
+    for b in range(bins):
+        inside = which == b
+        found.append(
+            dict(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                images=int(inside.sum()),
+                confidence=float(confidence[inside].mean()) if inside.any() else None,
+                accuracy=float(correct[inside].mean()) if inside.any() else None,
+            )
         )
-        for b in range(bins)
-    ]
+    return found
 
 
 def uncertain_threshold(

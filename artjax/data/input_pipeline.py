@@ -203,17 +203,14 @@ def _prepared_builder(data_config):
 
 
 def prepare_data(data_config, seed: int) -> PreparedData:
-    if jax.process_count() > 1:
-        # Process 0 prepares first: processes sharing a filesystem would race to write one copy;
-        # the others then find it (or, on their own disks, prepare theirs).
-        if jax.process_index() == 0:
-            prepared = _prepared_builder(data_config)
+    # Process 0 prepares first: processes sharing a filesystem would race to write one copy;
+    # the others then find it (on their own disks, prepare theirs): one barrier, before or after.
+    waits = jax.process_count() > 1 and jax.process_index() != 0
+    if waits:
         multihost_utils.sync_global_devices("artjax: prepared data")
-        if jax.process_index() != 0:
-            prepared = _prepared_builder(data_config)
-    else:
-        prepared = _prepared_builder(data_config)
-    root, is_synthetic, builder = prepared
+    root, is_synthetic, builder = _prepared_builder(data_config)
+    if jax.process_count() > 1 and not waits:
+        multihost_utils.sync_global_devices("artjax: prepared data")
     all_rows = split_metadata(builder, best_artworks.TRAINVAL_SPLIT) + split_metadata(
         builder, best_artworks.TEST_SPLIT
     )
