@@ -20,26 +20,29 @@ CALIBRATION_FILE = "calibration.json"
 _EPS = 1e-7
 
 
-def _logits(probabilities: np.ndarray, multi_label: bool) -> np.ndarray:
-    p = np.clip(np.asarray(probabilities, np.float64), _EPS, 1 - _EPS)
-    return np.log(p) - np.log1p(-p) if multi_label else np.log(p)
+def _logits(probabilities, multi_label: bool, xp=np):
+    # float64 where the array module has it (numpy); exported models compute in float32
+    p = xp.asarray(probabilities, np.float64) if xp is np else probabilities
+    p = xp.clip(p, _EPS, 1 - _EPS)
+    return xp.log(p) - xp.log1p(-p) if multi_label else xp.log(p)
 
 
-def scaled(probabilities: np.ndarray, temperature: float, multi_label: bool) -> np.ndarray:
-    """The probabilities of logits / temperature."""
-    z = _logits(probabilities, multi_label) / temperature
+def scaled(probabilities, temperature: float, multi_label: bool, xp=np):
+    """The probabilities of logits / temperature. `xp`: the array module (numpy, or jax.numpy
+    inside an exported model)."""
+    z = _logits(probabilities, multi_label, xp) / temperature
     if multi_label:
-        return (1 / (1 + np.exp(-z))).astype(np.float32)
-    z -= z.max(-1, keepdims=True)
-    e = np.exp(z)
+        return (1 / (1 + xp.exp(-z))).astype(np.float32)
+    z = z - z.max(-1, keepdims=True)
+    e = xp.exp(z)
     return (e / e.sum(-1, keepdims=True)).astype(np.float32)
 
 
-def apply(probabilities: np.ndarray, fitted: dict | None, multi_label: bool) -> np.ndarray:
+def apply(probabilities, fitted: dict | None, multi_label: bool, xp=np):
     """`probabilities` scaled by a fitted calibration's temperature; unchanged without one."""
     if fitted is None:
         return probabilities
-    return scaled(probabilities, fitted["temperature"], multi_label)
+    return scaled(probabilities, fitted["temperature"], multi_label, xp)
 
 
 def nll(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> float:

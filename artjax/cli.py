@@ -58,16 +58,17 @@ def _distributed_args() -> dict:
     }
 
 
-def define_checkpoint_flags() -> None:
+def define_checkpoint_flags(required: bool = True) -> None:
     """--workdir and --checkpoint, for the commands that read a trained run."""
     flags.DEFINE_string("workdir", None, "Training workdir.")
     flags.DEFINE_string("checkpoint", "best", "best | latest | a step number.")
-    flags.mark_flags_as_required(["workdir"])
+    if required:
+        flags.mark_flags_as_required(["workdir"])
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input or a damaged run: a message, not a traceback, is the answer."""
-    from artjax import checkpointing, hooks, transfer
+    from artjax import checkpointing, evaluation, hooks, serving, transfer
     from artjax.data import catalog, splits
     from artjax.models import porting
 
@@ -80,6 +81,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         transfer.WeightsMismatchError,
         porting.PortError,
         hooks.NonFiniteLossError,
+        evaluation.UnsupportedRunError,
+        serving.ExportError,
         FileNotFoundError,
         PermissionError,
     )

@@ -3,6 +3,10 @@
   python -m artjax.evaluate --workdir checkpoints/<run> [--split test|val] \
       [--checkpoint best|latest|STEP]
   python -m artjax.evaluate --workdir checkpoints/<run> --images DIR   (paintings of unseen artists)
+  python -m artjax.evaluate --workdir checkpoints/<run> --shortcuts   (accuracy with parts of the
+      paintings taken away: border, centre, colour, composition)
+  python -m artjax.evaluate --table checkpoints/a,checkpoints/b [--split test]   (a markdown table
+      of evaluated runs, RESULTS.md's study columns)
 
 A cross-validation workdir (artjax.cv) is evaluated as the bag of its fold models. What it writes:
 `artjax.evaluation`.
@@ -80,11 +84,33 @@ def print_report(report) -> None:
     print_artists(report["artists"])
 
 
+def print_shortcuts(shortcuts) -> None:
+    clean = shortcuts["clean"]
+    classes = list(clean["recall"])
+    print(
+        f"shortcut probes: change from clean (accuracy {clean['accuracy']:.4f}) in accuracy and "
+        "per-class recall"
+    )
+    print(f"  {'probe':<16}{'accuracy':>10}" + "".join(f"{c[:12]:>14}" for c in classes))
+    for name, probe in shortcuts["probes"].items():
+        changes = [probe["recall_change"][c] for c in classes]
+        print(
+            f"  {name:<16}{probe['accuracy_change']:>+10.3f}"
+            + "".join(f"{v:>+14.3f}" for v in changes)
+        )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.setup_process()
     args = flags.FLAGS
+    if args.table:
+        with cli.reported_errors():
+            print(evaluation.results_table(args.table, args.split), end="")
+        return
+    if not args.workdir:
+        raise app.UsageError("--workdir is required (or --table)")
     if args.images:
         with cli.reported_errors():
             report = evaluation.evaluate_images(args.workdir, args.images, args.checkpoint)
@@ -100,19 +126,34 @@ def main(argv):
         with cli.reported_errors():
             if args.calibrate:
                 evaluation.calibrate(args.workdir, args.checkpoint)
-            report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
+            if args.shortcuts:
+                report = evaluation.shortcuts(args.workdir, args.split, args.checkpoint)
+            else:
+                report = evaluation.evaluate(args.workdir, args.split, args.checkpoint)
         if report["synthetic"]:
             print(synthetic.BANNER)
         print_report(report)
+        if args.shortcuts:
+            print_shortcuts(report["shortcuts"])
         out = pathlib.Path(args.workdir) / f"eval_{report['split']}"
     print(f"artifacts in {out}")
 
 
 if __name__ == "__main__":
-    cli.define_checkpoint_flags()
+    cli.define_checkpoint_flags(required=False)  # --table takes its workdirs instead
     flags.DEFINE_enum("split", "test", list(ip.SPLITS), "Split to evaluate.")
     flags.DEFINE_string(
         "images", None, "A Kaggle-layout folder (artists.csv + images/) to report on."
+    )
+    flags.DEFINE_list(
+        "table", None, "Workdirs, evaluated on --split, to print as one markdown table."
+    )
+    flags.DEFINE_bool(
+        "shortcuts",
+        False,
+        "Also evaluate the split with the border masked, the centre masked, in grey level and with "
+        "its tiles shuffled: the change from clean accuracy per class goes into report.json and "
+        "shortcuts.png.",
     )
     flags.DEFINE_bool(
         "calibrate",

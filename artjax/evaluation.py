@@ -33,6 +33,7 @@ from artjax import (
 )
 from artjax.data import catalog, feature_batches, synthetic
 from artjax.data import input_pipeline as ip
+from artjax.data import preprocess as pp
 
 
 def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]:
@@ -52,6 +53,10 @@ def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]
     count = max(sums["count"], 1.0)
     metrics = {f"{split}_loss": sums["loss"] / count, f"{split}_accuracy": sums["correct"] / count}
     return metrics, {k: np.concatenate(v) for k, v in found.items()}
+
+
+class UnsupportedRunError(ValueError):
+    """A run that an evaluation mode does not take (e.g. shortcut probes of a multi-label run)."""
 
 
 def classification_report(labels, predictions, classes) -> dict:
@@ -82,6 +87,56 @@ def per_class_table(report, classes) -> str:
         f"| {c} | {report['per_class'][c]['recall']:.3f} | {report['per_class'][c]['support']} |"
         for c in classes
     ]
+    return "\n".join(lines) + "\n"
+
+
+def results_table(workdirs, split: str = "test") -> str:
+    """A markdown table of single-label runs, a row per workdir, in RESULTS.md's study columns:
+    the evaluated split's metrics and per-class recall (from eval_<split>/report.json, written by
+    `evaluate`), the best validation epoch and the training time (from metrics.jsonl) and the
+    settings that differ between rows. The class columns are the first evaluated run's classes."""
+    rows, classes = [], None
+    for workdir in map(pathlib.Path, workdirs):
+        run = json.loads((workdir / checkpointing.RUN_FILE).read_text())
+        logged = checkpointing.read_metrics(workdir)
+        path = workdir / f"eval_{split}" / "report.json"
+        report = json.loads(path.read_text()) if path.is_file() else None
+        if report is not None and "accuracy" not in report:
+            raise ValueError(f"{path}: a multi-label report; the table takes single-label runs")
+        classes = classes or (report and run["classes"])
+        rows.append((workdir, run, logged, report))
+    classes = classes or []
+    header = ["run", "model", "image size", "class weights", "epochs", f"{split} accuracy"]
+    header += ["balanced accuracy", "macro F1"] + [f"recall: {c}" for c in classes]
+    header += ["best val acc (epoch)", "train time"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|---|---:|---|---:|" + "---:|" * (len(header) - 5),
+    ]
+    for workdir, run, logged, report in rows:
+        config = run["config"]
+        model = run["model"]["name"] + (
+            str(run["model"]["depth"]) if run["model"]["name"] == "resnet" else ""
+        )
+        model += f" ({run['model']['dtype']})"
+        weights = "none"
+        if config["class_weighted"]:
+            weights = "normalized" if config["normalize_class_weights"] else "Keras sum/batch"
+        validated = [m for m in logged if "val_accuracy" in m]
+        best = max(validated, key=lambda m: m["val_accuracy"], default=None)
+        seconds = sum(m.get("epoch_seconds", 0.0) for m in logged)
+        cells = [workdir.name, model, str(run["image_size"]), weights]
+        cells.append(f"{logged[-1]['epoch'] if logged else 0} of {config['num_epochs']}")
+        if report is None:
+            cells += ["not evaluated"] + [""] * (2 + len(classes))
+        else:
+            cells += [f"{report[k]:.3f}" for k in ("accuracy", "balanced_accuracy")]
+            cells.append(f"{report['macro']['f1']:.3f}")
+            per_class = report["per_class"]
+            cells += [f"{per_class[c]['recall']:.3f}" if c in per_class else "" for c in classes]
+        cells.append(f"{best['val_accuracy']:.3f} ({best['epoch']})" if best else "")
+        cells.append(f"{seconds / 60:.1f} min")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,12 +229,13 @@ def _data_for(config, run, workdir) -> ip.PreparedData:
     return data
 
 
-def model_predictions(config, run, state, data, split: str) -> Predictions:
-    """The full model (images in) on one of `data`'s splits."""
+def model_predictions(config, run, state, data, split: str, probe: str = "") -> Predictions:
+    """The full model (images in) on one of `data`'s splits, each image under the shortcut
+    `probe` if one is named (preprocess.SHORTCUT_PROBES)."""
     num_devices = jax.local_device_count()
     eval_step = functools.partial(steps.eval_step, multi_label_loss=config.multi_label_loss)
     p_eval_step = jax.pmap(eval_step, axis_name=steps.AXIS)
-    batches = ip.eval_dataset(data, split, config, num_devices).as_numpy_iterator()
+    batches = ip.eval_dataset(data, split, config, num_devices, probe).as_numpy_iterator()
     metrics, found = evaluate_split(p_eval_step, jax_utils.replicate(state), batches, split)
     return predictions_of(
         config, data, found["logits"], found["labels"], found["filenames"], metrics[f"{split}_loss"]
@@ -338,6 +394,54 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
         )
     if step is not None:
         figures.training_curves(out / "curves.png", workdir, suffix)
+    return report
+
+
+def shortcut_changes(clean: Predictions, probed: dict[str, Predictions]) -> dict:
+    """Accuracy and per-class recall on the clean images and under each probe, with the change
+    from clean (probe minus clean): what each removed part of the paintings carried."""
+
+    def scores(found):
+        report = classification_report(found.labels, found.probabilities.argmax(-1), found.classes)
+        recall = {c: report["per_class"][c]["recall"] for c in found.classes}
+        return report["accuracy"], recall
+
+    accuracy, recall = scores(clean)
+    support = {c: int(np.sum(clean.labels == i)) for i, c in enumerate(clean.classes)}
+    found = {"clean": {"accuracy": accuracy, "recall": recall, "support": support}, "probes": {}}
+    for name, predictions in probed.items():
+        probe_accuracy, probe_recall = scores(predictions)
+        found["probes"][name] = {
+            "accuracy": probe_accuracy,
+            "accuracy_change": probe_accuracy - accuracy,
+            "recall": probe_recall,
+            "recall_change": {c: probe_recall[c] - recall[c] for c in clean.classes},
+        }
+    return found
+
+
+def shortcuts(workdir, split: str = "test", checkpoint: str = "best") -> dict:
+    """Evaluates a run's checkpoint on `split` (as `evaluate` does), then on the same images under
+    every shortcut probe (preprocess.SHORTCUT_PROBES: border or centre masked, grey level, tiles
+    shuffled); adds `shortcuts` (shortcut_changes) to eval_<split>/report.json and draws
+    shortcuts.png. Returns the report."""
+    workdir = pathlib.Path(workdir)
+    if checkpointing.is_cv_workdir(workdir):
+        raise UnsupportedRunError(f"{workdir}: shortcut probes take one run's workdir, not a CV's")
+    config, run, state, _ = train_state.load_run(workdir, checkpoint)
+    if run["multi_label"]:
+        raise UnsupportedRunError(f"{workdir}: shortcut probes score single-label runs")
+    report = evaluate(workdir, split, checkpoint)
+    data = _data_for(config, run, workdir)
+    clean = model_predictions(config, run, state, data, split)
+    probed = {
+        name: model_predictions(config, run, state, data, split, probe=name)
+        for name in pp.SHORTCUT_PROBES
+    }
+    report["shortcuts"] = json.loads(json.dumps(shortcut_changes(clean, probed), default=float))
+    out = workdir / f"eval_{split}"
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    figures.shortcut_changes(out / "shortcuts.png", report["shortcuts"])
     return report
 
 

@@ -138,3 +138,47 @@ def reliability_diagram(path, curves: dict, title_suffix: str = "") -> None:
     ax.set_title("reliability" + title_suffix, fontsize=9)
     ax.legend()
     _save(fig, path)
+
+
+def shortcut_changes(path, shortcuts: dict, title_suffix: str = "") -> None:
+    """Change from clean accuracy (overall and per class recall) under each shortcut probe: a
+    diverging heatmap, rows the probes, columns the classes."""
+    classes = list(shortcuts["clean"]["recall"])
+    probes = list(shortcuts["probes"])
+    table = np.array(
+        [
+            [shortcuts["probes"][p]["accuracy_change"]]
+            + [shortcuts["probes"][p]["recall_change"][c] for c in classes]
+            for p in probes
+        ]
+    )
+    columns = ["accuracy"] + classes
+    fig = Figure(figsize=(1.0 * len(columns) + 2.5, 0.6 * len(probes) + 2.2))
+    ax = fig.subplots()
+    ax.imshow(table, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(table):
+        ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(probes)), [p.replace("_", " ") for p in probes])
+    clean = shortcuts["clean"]["accuracy"]
+    ax.set_title(
+        f"Change from clean (accuracy {clean:.3f}) under each probe{title_suffix}", fontsize=9
+    )
+    _save(fig, path)
+
+
+def explanation(path, image, ranked, maps, method: str, name: str, title_suffix: str = "") -> None:
+    """The painting (`name`) as the model saw it, then one heatmap over it per ranked style, titled
+    with the style and its probability."""
+    fig = Figure(figsize=(3.0 * (1 + len(ranked)), 3.4))
+    axes = fig.subplots(1, 1 + len(ranked), squeeze=False)[0]
+    axes[0].imshow(image)
+    axes[0].set_title(f"{name}{title_suffix}", fontsize=8)
+    for ax, (style, probability), heat in zip(axes[1:], ranked, maps):
+        ax.imshow(image)
+        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+        ax.set_title(f"{style} {probability:.2f}\n({method.replace('_', ' ')})", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _save(fig, path)

@@ -21,7 +21,7 @@ from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
 
-def _readable_image(path) -> bytes:
+def readable_image(path) -> bytes:
     """The file's bytes as JPEG or PNG (other formats re-encoded); a ValueError naming it if it
     is not an image."""
     raw = pathlib.Path(path).read_bytes()
@@ -97,7 +97,7 @@ class Predictor:
         readable, images, errors = [], [], []
         for path in paths:
             try:
-                encoded = _readable_image(path)
+                encoded = readable_image(path)
             except (ValueError, OSError) as e:
                 errors.append(str(e))
                 continue
@@ -118,7 +118,7 @@ class Predictor:
     def describe_file(self, path, top_k: int = 3) -> Prediction:
         """The top-k styles (calibrated probabilities where the run was calibrated), the listed
         genres of a multi-label model (probability >= 0.5), and whether it is uncertain."""
-        probs = self.probabilities(_readable_image(path))
+        probs = self.probabilities(readable_image(path))
         order = np.argsort(-probs)[:top_k]
         ranked = [(self.classes[i], float(probs[i])) for i in order]
         listed = [c for c, p in zip(self.classes, probs) if p >= 0.5] if self.multi_label else []

@@ -163,3 +163,28 @@ def one_step(config, batch, devices=None):
     laid_out = {k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}
     new_state, metrics = p_step(jax_utils.replicate(state, devices), laid_out)
     return jax.device_get(steps.unreplicate(new_state)), jax.device_get(metrics)
+
+
+def three_epoch_config(root, prepared, **overrides):
+    """The CNN on synthetic paintings at 48 px for 3 epochs, keeping 2 checkpoints (plus the
+    best): the session's `finished_run`."""
+    config = make_config(root, prepared)
+    config.data.image_size = 48  # the CNN's four conv+pool stages need at least 46
+    config.num_epochs, config.log_every_steps, config.keep_checkpoints = 3, 2, 2
+    config.model.dropout_rate = 0.0
+    config.data.augment_enabled = False
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="session")
+def finished_run(synthetic_root, tmp_path_factory):
+    """(config, workdir) of a finished 3-epoch run (checkpoints of epochs 2 and 3 kept, plus the
+    best). Shared: tests that change it work on a copy. Modules that use it share the xdist group
+    "finished_run", so one worker builds it."""
+    from artjax import trainer
+
+    root = tmp_path_factory.mktemp("finished_run")
+    config = three_epoch_config(synthetic_root, root / "prepared")
+    trainer.train_and_evaluate(config, root / "run")
+    return config, root / "run"

@@ -58,13 +58,57 @@ def test_accelerator_benchmark_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_pat
 
     config = make_config(synthetic_root, tmp_path / "prepared")
     config.model.name, config.model.stage_sizes, config.model.width = "resnet", (1, 1), 4
+    # one size and dtype, one compile (bfloat16 compiles slowly on CPU; the study script's test
+    # runs a bfloat16 model)
     rows = benchmarks.bench_accelerator(
-        config, [32], ["bfloat16", "float32"], batch_per_device=2, n=1, with_pipeline=True
+        config, [32], ["float32"], batch_per_device=2, n=1, with_pipeline=True
     )
-    assert [(r["input"], r["dtype"]) for r in rows] == [
-        ("synthetic", "bfloat16"),
-        ("tf.data", "bfloat16"),
-        ("synthetic", "float32"),
-        ("tf.data", "float32"),
+    assert [(r["input"], r["size"], r["dtype"]) for r in rows] == [
+        ("synthetic", 32, "float32"),
+        ("tf.data", 32, "float32"),
     ]
     assert all(r["images_per_second"] > 0 and r["step_ms"] > 0 for r in rows)
+
+
+def test_the_study_script_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_path):
+    import json
+
+    # The ResNet50-from-scratch row with the :gpu settings (bfloat16) and the Keras-semantics
+    # class weights, made tiny; a ResNet50 ImageNet row without its weights is listed as skipped.
+    tiny = [
+        "--config.data.image_size=32",
+        f"--config.data.prepared_dir={tmp_path / 'prepared'}",
+        "--config.model.stage_sizes=(1,1)",
+        "--config.model.width=4",
+        "--config.num_epochs=1",
+        "--config.batch_size=8",
+        "--config.eval_batch_size=8",
+        "--config.calibration.enabled=False",
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(PROJECT_ROOT),
+        PYTHON=sys.executable,
+        ONLY="resnet50_scratch_keras_weighted resnet50_imagenet",
+        OVERRIDES=" ".join(tiny),
+        IMAGENET_DIR=str(tmp_path / "imagenet"),
+        BENCH="0",
+    )
+    out = tmp_path / "study"
+    result = subprocess.run(
+        [str(PROJECT_ROOT / "experiments/run_study_on_gpu.sh"), str(synthetic_root), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (out / "results.md").read_text()
+    report = json.loads((out / "resnet50_scratch_keras_weighted/eval_test/report.json").read_text())
+    row = next(line for line in table.splitlines() if "resnet50_scratch_keras_weighted" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:6] == ["resnet50 (bfloat16)", "32", "Keras sum/batch", "1 of 1"] + [
+        f"{report['accuracy']:.3f}"
+    ]
+    assert f"not run: resnet50_imagenet (no {tmp_path / 'imagenet'}/resnet50_torchvision)" in table
+    assert "(cpu)" in table.splitlines()[0]

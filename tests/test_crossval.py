@@ -35,6 +35,7 @@ def _artists(data, split):
 # --- the real paintings ---------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("real_data")  # one worker prepares the real paintings
 def test_the_study_test_split_is_the_same_230_files(real_builder, real_data_root):
     config = make_config(real_data_root, real_builder.data_dir_root)
     data = ip.prepare_data(config.data, 0)
@@ -43,6 +44,7 @@ def test_the_study_test_split_is_the_same_230_files(real_builder, real_data_root
     assert sorted(data.members["test"]) == expected
 
 
+@pytest.mark.xdist_group("real_data")  # one worker prepares the real paintings
 def test_real_artist_folds_hold_out_whole_artists(real_builder, real_data_root):
     config = make_config(real_data_root, real_builder.data_dir_root, classes="all")
     config.data.cv.by, config.data.cv.folds = "artist", 5
@@ -175,6 +177,22 @@ def test_cv_report_pooled_metrics_equal_sklearns(cv_run):
         expected_class = pooled[0].classes.index(found["listed_genres"][0])
         assert found["share_listed"] == pytest.approx(np.mean(mine == expected_class))
     assert (root / "cv" / "cv_report.md").read_text().startswith("# Cross-validation by artist")
+
+
+@pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
+def test_a_cv_workdir_explains_with_the_mean_of_its_fold_models_maps(cv_run):
+    from artjax import attribution
+
+    _, root, _ = cv_run
+    images = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32)
+    targets = np.array([0, 3, 5])
+    bag = attribution.Explainer(root / "cv", batch_size=2).maps(images, targets)
+    folds = [
+        attribution.Explainer(d, batch_size=2).maps(images, targets)
+        for d in checkpointing.fold_workdirs(root / "cv")
+    ]
+    np.testing.assert_allclose(bag, np.mean(folds, axis=0), atol=1e-6)
+    assert not np.allclose(folds[0], folds[1])  # two models, two views of the paintings
 
 
 @pytest.mark.xdist_group("cv_run")  # one worker builds the fixture

@@ -3,6 +3,7 @@
 import logging
 import pathlib
 
+import pytest
 from PIL import Image
 
 from artjax.data import best_artworks, catalog, synthetic
@@ -14,6 +15,7 @@ def _split_rows(builder, split):
     return ip.split_metadata(builder, split)
 
 
+@pytest.mark.xdist_group("real_data")  # one worker prepares the real paintings
 def test_real_splits_are_disjoint_and_keep_duplicate_groups_together(real_builder):
     all_test = _split_rows(real_builder, best_artworks.TEST_SPLIT)
     all_trainval = _split_rows(real_builder, best_artworks.TRAINVAL_SPLIT)
@@ -43,6 +45,7 @@ def test_real_splits_are_disjoint_and_keep_duplicate_groups_together(real_builde
 TEST_FILES = pathlib.Path(__file__).with_name("data") / "test_files.txt"
 
 
+@pytest.mark.xdist_group("real_data")  # one worker prepares the real paintings
 def test_real_test_split_is_fixed_and_val_follows_seed(real_builder, real_data_root):
     found = sorted(r.filename for r in _split_rows(real_builder, "test"))
     assert found == TEST_FILES.read_text().split()

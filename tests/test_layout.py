@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import PROJECT_ROOT
 
-COMMANDS = {"train", "evaluate", "predict", "eda", "bench", "port", "cv", "prepare"}
+COMMANDS = {"train", "evaluate", "predict", "eda", "bench", "port", "cv", "prepare", "explain"}
 
 
 def _imported_artjax_modules(path: pathlib.Path) -> set[str]:
@@ -63,3 +63,27 @@ def test_every_experiment_builds_a_config_of_known_keys():
     for path in sorted((PROJECT_ROOT / "experiments").glob("*.py")):
         config = experiment_config(path.name, {})
         assert keys(config.to_dict()) <= known, path.name
+
+
+def test_tests_of_one_xdist_group_run_on_one_worker(tmp_path):
+    # `make test` relies on --dist loadgroup to build each expensive module fixture once; some
+    # pytest releases silently ignore the marks (pytest-xdist#1386), which costs minutes.
+    (tmp_path / "test_grouped.py").write_text(
+        "import os, pytest\n"
+        "pytestmark = pytest.mark.xdist_group('shared')\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        "def test_worker(i):\n"
+        "    with open(f'worker_{i}', 'w') as f:\n"
+        "        f.write(os.environ['PYTEST_XDIST_WORKER'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p"]
+        + ["no:cacheprovider", "test_grouped.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    workers = {(tmp_path / f"worker_{i}").read_text() for i in range(6)}
+    assert len(workers) == 1, workers

@@ -335,7 +335,7 @@ def _cli(*args, cwd):
 @pytest.mark.parametrize(
     "source,experiment",
     [
-        ("torchvision", "resnet50_imagenet.py:synthetic"),  # trained from: frozen, cached features
+        ("torchvision", "resnet50_imagenet.py:synthetic"),
         ("keras", "resnet50_imagenet.py:keras,synthetic"),
         ("efficientnet_lite", "efficientnet_lite0_finetune.py:synthetic"),
     ],
@@ -359,31 +359,57 @@ def test_cli_ports_each_source_and_its_experiment_starts_from_it(
         "batch_size": 8,
         "eval_batch_size": 8,
     }
-    if source != "torchvision":
-        # The experiment's model takes every ported weight (strict merge), its head replaced: what
-        # training starts from. Training from a port itself is the torchvision case's (and, at tiny
-        # size, fine-tuning's: test_transfer).
-        config = experiment_config(experiment, overrides)
-        model, plan = train_state.build_model(config, 6)
-        state = train_state.create_train_state(config, model, 1, classes=list("abcdef"), plan=plan)
-        ported = porting.load(tmp_path / "port")[0]["params"]
-        flat_state = traverse_util.flatten_dict(state.params)
-        flat_port = traverse_util.flatten_dict(ported)
-        for key, value in flat_port.items():
-            if key[0] != "head":
-                np.testing.assert_array_equal(flat_state[key], value, err_msg=str(key))
-        assert flat_state["head", "kernel"].shape[-1] == 6
-        return
+    # The experiment's model takes every ported weight (strict merge), its head replaced: what
+    # training starts from. Training from a port through `artjax.train` is the exported-Lite0
+    # test's below (and, at tiny size, fine-tuning's: test_transfer).
+    config = experiment_config(experiment, overrides)
+    model, plan = train_state.build_model(config, 6)
+    state = train_state.create_train_state(config, model, 1, classes=list("abcdef"), plan=plan)
+    ported = porting.load(tmp_path / "port")[0]["params"]
+    flat_state = traverse_util.flatten_dict(state.params)
+    flat_port = traverse_util.flatten_dict(ported)
+    for key, value in flat_port.items():
+        if key[0] != "head":
+            np.testing.assert_array_equal(flat_state[key], value, err_msg=str(key))
+    assert flat_state["head", "kernel"].shape[-1] == 6
+
+
+def test_a_run_trained_from_the_lite0_port_exports_the_predictors_probabilities(
+    lite0, synthetic_root, real_data_root, tmp_path
+):
+    # `artjax.train` from ported EfficientNet-Lite0 ImageNet weights (frozen, cached features), a
+    # head trained on the synthetic set at a small size; exported, its SavedModel gives the
+    # Predictor's probabilities on real paintings.
+    from artjax import inference, serving
+    from tests.test_export import PARITY_ATOL, real_paintings
+
+    _, variables, _, meta = lite0
+    port = porting.save(tmp_path / "lite0", variables, meta)
+    overrides = {
+        "init.checkpoint": str(port),
+        "data.root": str(synthetic_root),
+        "data.prepared_dir": str(tmp_path / "prepared"),
+        "data.image_size": 64,
+        "num_epochs": 2,
+        "batch_size": 8,
+        "eval_batch_size": 8,
+    }
     log = _cli(
         "artjax.train",
         "--config",
-        str(PROJECT_ROOT / "experiments" / experiment),
+        str(PROJECT_ROOT / "experiments" / "efficientnet_lite0_imagenet.py"),
         *(f"--config.{k}={v}" for k, v in overrides.items()),
         f"--workdir={tmp_path / 'run'}",
         cwd=tmp_path,
     )
-    assert "epoch 1: train_loss" in log
+    assert "epoch 2: train_loss" in log
     assert "backbone features of" in log  # frozen runs cache features
-    assert checkpointing.read_run(tmp_path / "run")["config"]["init"]["checkpoint"] == str(
-        tmp_path / "port"
-    )
+    run = checkpointing.read_run(tmp_path / "run")
+    assert run["config"]["init"]["checkpoint"] == str(port)
+    serving.export(tmp_path / "run", tmp_path / "savedmodel")
+    paths = real_paintings(real_data_root)
+    expected, _, _ = inference.Predictor(tmp_path / "run").predict_files(paths)
+    loaded = tf.saved_model.load(str(tmp_path / "savedmodel"))
+    found = loaded.signatures["serve_encoded"](encoded=tf.constant([p.read_bytes() for p in paths]))
+    np.testing.assert_allclose(found["probabilities"].numpy(), expected, atol=PARITY_ATOL)
+    assert expected.max() > 0.3  # a trained head: not the uniform 1/6

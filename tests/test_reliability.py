@@ -14,30 +14,13 @@ import tensorflow as tf
 
 from artjax import benchmarks, checkpointing, train_state, trainer
 from tests.conftest import PROJECT_ROOT, make_config
+from tests.conftest import three_epoch_config as tiny_config
 
 # One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
+# The session's finished run (tests/conftest.py) is built once on the worker of this group.
 pytestmark = pytest.mark.xdist_group("finished_run")
 
 TIMING = ("epoch_seconds", "train_images_per_second")
-
-
-def tiny_config(root, prepared, **overrides):
-    config = make_config(root, prepared)
-    config.data.image_size = 48  # the CNN's four conv+pool stages need at least 46
-    config.num_epochs, config.log_every_steps, config.keep_checkpoints = 3, 2, 2
-    config.model.dropout_rate = 0.0
-    config.data.augment_enabled = False
-    config.update(overrides)
-    return config
-
-
-@pytest.fixture(scope="module")
-def finished_run(synthetic_root, tmp_path_factory):
-    """A finished 3-epoch run (checkpoints of epochs 2 and 3 kept, plus the best)."""
-    root = tmp_path_factory.mktemp("reliability")
-    config = tiny_config(synthetic_root, root / "prepared")
-    trainer.train_and_evaluate(config, root / "run")
-    return config, root / "run"
 
 
 def _copy(run, tmp_path):
@@ -194,7 +177,7 @@ def test_the_benchmark_names_the_cpu_and_its_vector_extensions():
 KILLED_RUN = """
 import os, signal, sys
 from artjax import checkpointing, hooks, trainer
-from tests.test_reliability import tiny_config
+from tests.conftest import three_epoch_config as tiny_config
 
 config = tiny_config(sys.argv[1], sys.argv[2])
 moment, step_to_kill = sys.argv[4], int(sys.argv[5])

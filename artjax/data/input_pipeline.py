@@ -364,15 +364,17 @@ def decode_ops(image_size: int):
     return [pp.decode, pp.make_resize(image_size), pp.to_uint8]
 
 
-def eval_ops(data_config) -> list:
+def eval_ops(data_config, probe: str = "") -> list:
     """Encoded image -> the model's evaluation input: one normalized image [S, S, 3], or its
-    `data.views` [V, S, S, 3] (the model's logits are averaged over them)."""
+    `data.views` [V, S, S, 3] (the model's logits are averaged over them). `probe`: a shortcut
+    probe (preprocess.SHORTCUT_PROBES) applied to each resized view."""
     d = data_config
     if d.views == "whole":
         resized = [pp.make_resize(d.image_size), pp.to_uint8]
     else:
         resized = [pp.make_views(d.image_size, d.views, d.crop_fraction), pp.to_uint8]
-    return [pp.decode, *resized, pp.make_normalize(d.normalization)]
+    probed = [pp.SHORTCUT_PROBES[probe]] if probe else []
+    return [pp.decode, *resized, *probed, pp.make_normalize(d.normalization)]
 
 
 def eval_image_shape(data_config) -> tuple:
@@ -447,13 +449,16 @@ def drawn_by_artist(ds: tf.data.Dataset, data: PreparedData, config) -> tf.data.
     return tf.data.Dataset.sample_from_datasets(streams, weights=list(shares), seed=config.seed)
 
 
-def eval_dataset(data: PreparedData, split: str, config, num_devices: int) -> tf.data.Dataset:
+def eval_dataset(
+    data: PreparedData, split: str, config, num_devices: int, probe: str = ""
+) -> tf.data.Dataset:
     """One pass over a split in padded batches; `mask` is 1 for real images, 0 for padding.
-    `filename` (strings, for reports) stays on the host: pass only the other keys to a step."""
+    `filename` (strings, for reports) stays on the host: pass only the other keys to a step.
+    `probe`: a shortcut probe applied to every image (eval_ops)."""
     d = config.data
     batch = local_batch_size(config.eval_batch_size, num_devices)
     padded_total = padded_eval_size(data.num_examples(split), batch)
-    ds = split_dataset(data, split).map(pp.compose(eval_ops(d)), tf.data.AUTOTUNE)
+    ds = split_dataset(data, split).map(pp.compose(eval_ops(d, probe)), tf.data.AUTOTUNE)
     ds = ds.map(
         lambda ex: {
             "image": ex["image"],

@@ -99,6 +99,108 @@ def make_views(size: int, views: str, crop_fraction: float) -> Op:
     return make
 
 
+# --- shortcut probes (artjax.evaluation.shortcuts): what a model's accuracy keeps when a part of
+# the painting is taken away. Each maps a resized image ([..., S, S, 3], float32 or uint8 in
+# [0, 255]) to one of the same shape and dtype; masked pixels take the image's mean colour, so the
+# mask adds no new colour or edge statistics of its own beyond its outline.
+# The centre square and the outer frame (where signatures and frames sit) each cover a quarter of
+# the painting, so their changes compare like for like: the frame is 6.7% of the side wide.
+CENTRE_FRACTION = 0.5  # side of the masked centre square
+BORDER_FRACTION = (1 - (1 - CENTRE_FRACTION**2) ** 0.5) / 2  # width of the frame, per side
+TILES = 4  # tiles per side for the shuffle
+TILE_SEED = 0
+
+
+def _fill_mask(image, inside):
+    """`image` with the pixels where `inside` ([S, S] bool) is true set to its mean colour."""
+    dtype = image.dtype
+    x = tf.cast(image, tf.float32)
+    mean = tf.reduce_mean(x, axis=[-3, -2], keepdims=True)
+    x = tf.where(inside[..., None], mean, x)
+    return tf.cast(tf.round(x), dtype) if dtype == tf.uint8 else x
+
+
+def _square_mask(size, start, stop):
+    """[size, size] bool: true on rows and columns in [start, stop)."""
+    index = tf.range(size)
+    band = (index >= start) & (index < stop)
+    return band[:, None] & band[None, :]
+
+
+def mask_border(features: Features) -> Features:
+    image = features["image"]
+    size = tf.shape(image)[-2]
+    width = tf.cast(tf.round(tf.cast(size, tf.float32) * BORDER_FRACTION), tf.int32)
+    inside = tf.logical_not(_square_mask(size, width, size - width))
+    return {**features, "image": _fill_mask(image, inside)}
+
+
+def mask_centre(features: Features) -> Features:
+    image = features["image"]
+    size = tf.shape(image)[-2]
+    side = tf.cast(tf.round(tf.cast(size, tf.float32) * CENTRE_FRACTION), tf.int32)
+    start = (size - side) // 2
+    return {**features, "image": _fill_mask(image, _square_mask(size, start, start + side))}
+
+
+def grey_level(features: Features) -> Features:
+    """ITU-R 601 luma in all three channels."""
+    image = features["image"]
+    luma = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+    grey = tf.repeat(luma, 3, axis=-1)
+    return {
+        **features,
+        "image": tf.cast(tf.round(grey), image.dtype) if image.dtype == tf.uint8 else grey,
+    }
+
+
+def tile_permutation() -> list[int]:
+    """The fixed order of the shuffled tiles: a seeded permutation that moves every tile."""
+    import numpy as np
+
+    rng = np.random.default_rng(TILE_SEED)
+    while True:
+        order = rng.permutation(TILES * TILES)
+        if not np.any(order == np.arange(TILES * TILES)):
+            return order.tolist()
+
+
+def shuffle_tiles(features: Features) -> Features:
+    """TILES x TILES tiles in `tile_permutation`'s order: composition destroyed, texture kept
+    (sides that TILES does not divide keep their last rows and columns in place)."""
+    image = features["image"]
+    size = image.shape[-2]
+    tile = size // TILES
+    core = image[..., : tile * TILES, : tile * TILES, :]
+    lead = tf.shape(core)[:-3]
+    channels = image.shape[-1]
+    tiles = tf.reshape(core, tf.concat([lead, [TILES, tile, TILES, tile, channels]], 0))
+    rank = len(core.shape)
+    # [..., ty, y, tx, x, c] -> [..., ty, tx, y, x, c] -> [..., T*T, y, x, c]
+    perm = list(range(rank - 3)) + [rank - 3, rank - 1, rank - 2, rank, rank + 1]
+    tiles = tf.transpose(tiles, perm)
+    tiles = tf.reshape(tiles, tf.concat([lead, [TILES * TILES, tile, tile, channels]], 0))
+    tiles = tf.gather(tiles, tile_permutation(), axis=rank - 3)
+    tiles = tf.reshape(tiles, tf.concat([lead, [TILES, TILES, tile, tile, channels]], 0))
+    tiles = tf.transpose(tiles, perm)
+    shuffled = tf.reshape(tiles, tf.shape(core))
+    if tile * TILES != size:
+        top = tf.concat([shuffled, image[..., : tile * TILES, tile * TILES :, :]], -2)
+        shuffled = tf.concat([top, image[..., tile * TILES :, :, :]], -3)
+    return {**features, "image": shuffled}
+
+
+SHORTCUT_PROBES = Registry(
+    "shortcut probe",
+    {
+        "border_masked": mask_border,
+        "centre_masked": mask_centre,
+        "grey_level": grey_level,
+        "tiles_shuffled": shuffle_tiles,
+    },
+)
+
+
 def to_uint8(features: Features) -> Features:
     """Rounds to uint8: a quarter of the memory for cached images."""
     return {**features, "image": tf.cast(tf.round(features["image"]), tf.uint8)}

@@ -1,0 +1,38 @@
+"""A trained run (or a CV workdir's bag of fold models) for applications:
+
+  python -m artjax.export --workdir checkpoints/<run> [--checkpoint best] \
+      --format savedmodel|tflite --output DIR
+
+DIR gets the model with its preprocessing inside, and export.json (classes, input contract, source
+workdir and step, versions). Signatures and input contracts: `artjax.serving`.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from artjax import cli, serving
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.setup_process()
+    args = flags.FLAGS
+    with cli.reported_errors():
+        record = serving.export(args.workdir, args.output, args.format, args.checkpoint)
+    source = record["source"]
+    print(
+        f"{record['format']} of {source['workdir']} (steps {source['steps']}, "
+        f"{len(record['classes'])} classes) written to {args.output}"
+    )
+    for name, contract in record["input"].items():
+        print(f"  {name}: {contract}")
+
+
+if __name__ == "__main__":
+    cli.define_checkpoint_flags()
+    flags.DEFINE_enum("format", "savedmodel", list(serving.FORMATS), "Export format.")
+    flags.DEFINE_string("output", None, "Folder to write the exported model and export.json to.")
+    flags.mark_flags_as_required(["output"])
+    app.run(main)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every experiment of the study on one accelerator: each is trained, evaluated on the fixed test
+# split, and put in one RESULTS-ready markdown table, OUT/results.md, headed by the machine and date.
+#
+#   experiments/run_study_on_gpu.sh [DATA_ROOT] [OUT]
+#
+# DATA_ROOT: the Kaggle download (default ../shared/data/best_artworks); OUT: the workdirs (default
+# checkpoints/study_gpu). Rerunning the script resumes each run from its latest checkpoint.
+#
+# ImageNet rows start from ported weights in IMAGENET_DIR (default checkpoints/imagenet):
+# EfficientNet-Lite0 is ported from its pip package when missing; the ResNet50 ImageNet rows run
+# only when IMAGENET_DIR/resnet50_torchvision exists (python -m artjax.port torchvision --weights
+# resnet50-11ad3fa6.pth --output ...), and are listed as skipped otherwise.
+#
+# Environment: PYTHON (default python), ONLY="cnn resnet50_scratch ..." (a subset, by row name),
+# OVERRIDES="--config.a=b ..." (added to every run: the suite runs this script on CPU at tiny
+# sizes), BENCH=0 (skip `artjax.bench accelerator`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/best_artworks}
+OUT=${2:-checkpoints/study_gpu}
+PYTHON=${PYTHON:-python}
+IMAGENET_DIR=${IMAGENET_DIR:-checkpoints/imagenet}
+read -r -a overrides <<< "${OVERRIDES:-}"
+
+# row name | experiment config | its own overrides
+EXPERIMENTS=(
+  "cnn|experiments/cnn.py|"
+  "cnn_weighted|experiments/cnn.py:weighted|"
+  "resnet50_scratch|experiments/resnet50_scratch.py:gpu|"
+  "resnet50_scratch_weighted|experiments/resnet50_scratch.py:gpu,weighted|"
+  "resnet50_scratch_keras_weighted|experiments/resnet50_scratch.py:gpu,weighted|--config.normalize_class_weights=False"
+  "resnet50_imagenet|experiments/resnet50_imagenet.py|--config.init.checkpoint=$IMAGENET_DIR/resnet50_torchvision"
+  "resnet50_finetune|experiments/resnet50_finetune.py|--config.init.checkpoint=$IMAGENET_DIR/resnet50_torchvision"
+  "lite0_imagenet|experiments/efficientnet_lite0_imagenet.py|--config.init.checkpoint=$IMAGENET_DIR/efficientnet_lite0"
+  "lite0_finetune|experiments/efficientnet_lite0_finetune.py|--config.init.checkpoint=$IMAGENET_DIR/efficientnet_lite0"
+)
+
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+mkdir -p "$OUT"
+ran=() skipped=()
+for row in "${EXPERIMENTS[@]}"; do
+  IFS='|' read -r name config own <<< "$row"
+  selected "$name" || continue
+  case $name in
+    resnet50_imagenet|resnet50_finetune)
+      if [ ! -d "$IMAGENET_DIR/resnet50_torchvision" ]; then
+        skipped+=("$name (no $IMAGENET_DIR/resnet50_torchvision)")
+        continue
+      fi ;;
+    lite0_*)
+      [ -d "$IMAGENET_DIR/efficientnet_lite0" ] ||
+        "$PYTHON" -m artjax.port efficientnet_lite --output "$IMAGENET_DIR/efficientnet_lite0" ;;
+  esac
+  echo "=== $name: $config $own ($(date -u +%FT%TZ))"
+  # shellcheck disable=SC2086  # $own is a list of flags
+  "$PYTHON" -m artjax.train --config "$config" --workdir "$OUT/$name" \
+    --config.data.root="$DATA" $own "${overrides[@]}"
+  "$PYTHON" -m artjax.evaluate --workdir "$OUT/$name" --split test
+  ran+=("$OUT/$name")
+done
+
+[ "${BENCH:-1}" = 0 ] || "$PYTHON" -m artjax.bench accelerator | tee "$OUT/bench_accelerator.txt"
+
+{
+  echo "Machine: $("$PYTHON" -c 'import jax; d = jax.devices()[0]; print(f"{jax.device_count()} x {d.device_kind} ({d.platform})")')."
+  echo "Date: $(date -u +%F). Command: experiments/run_study_on_gpu.sh $DATA $OUT${OVERRIDES:+ (OVERRIDES=$OVERRIDES)}"
+  echo
+  if [ ${#ran[@]} -gt 0 ]; then
+    "$PYTHON" -m artjax.evaluate --table "$(IFS=,; echo "${ran[*]}")" --split test
+  fi
+  for s in "${skipped[@]}"; do echo "- not run: $s"; done
+} > "$OUT/results.md"
+cat "$OUT/results.md"
