@@ -15,7 +15,7 @@ import tensorflow as tf
 import torch
 from flax import traverse_util
 
-from artjax import checkpointing, models, train_state
+from artjax import models, train_state
 from artjax.data import preprocess as pp
 from artjax.models import efficientnet_lite, porting
 from tests.conftest import PROJECT_ROOT, experiment_config
@@ -377,35 +377,28 @@ def test_cli_ports_each_source_and_its_experiment_starts_from_it(
 def test_a_run_trained_from_the_lite0_port_exports_the_predictors_probabilities(
     lite0, synthetic_root, real_data_root, tmp_path
 ):
-    # `artjax.train` from ported EfficientNet-Lite0 ImageNet weights (frozen, cached features), a
-    # head trained on the synthetic set at a small size; exported, its SavedModel gives the
-    # Predictor's probabilities on real paintings.
-    from artjax import inference, serving
+    # A head trained on the synthetic set over EfficientNet-Lite0's ported ImageNet weights
+    # (frozen, cached features; at a small size), exported: its SavedModel gives the Predictor's
+    # probabilities on real paintings (training from a port: test_transfer; the CLI: test_training).
+    from artjax import inference, serving, trainer
     from tests.test_export import PARITY_ATOL, real_paintings
 
     _, variables, _, meta = lite0
     port = porting.save(tmp_path / "lite0", variables, meta)
-    overrides = {
-        "init.checkpoint": str(port),
-        "data.root": str(synthetic_root),
-        "data.prepared_dir": str(tmp_path / "prepared"),
-        "data.image_size": 64,
-        "num_epochs": 2,
-        "batch_size": 8,
-        "eval_batch_size": 8,
-    }
-    log = _cli(
-        "artjax.train",
-        "--config",
-        str(PROJECT_ROOT / "experiments" / "efficientnet_lite0_imagenet.py"),
-        *(f"--config.{k}={v}" for k, v in overrides.items()),
-        f"--workdir={tmp_path / 'run'}",
-        cwd=tmp_path,
+    config = experiment_config(
+        "efficientnet_lite0_imagenet.py",
+        {
+            "init.checkpoint": str(port),
+            "data.root": str(synthetic_root),
+            "data.prepared_dir": str(tmp_path / "prepared"),
+            "data.image_size": 32,
+            "num_epochs": 3,
+            "batch_size": 8,
+            "eval_batch_size": 16,
+            "optimizer.warmup_epochs": 0.0,
+        },
     )
-    assert "epoch 2: train_loss" in log
-    assert "backbone features of" in log  # frozen runs cache features
-    run = checkpointing.read_run(tmp_path / "run")
-    assert run["config"]["init"]["checkpoint"] == str(port)
+    trainer.train_and_evaluate(config, tmp_path / "run")
     serving.export(tmp_path / "run", tmp_path / "savedmodel")
     paths = real_paintings(real_data_root)
     expected, _, _ = inference.Predictor(tmp_path / "run").predict_files(paths)
