@@ -13,7 +13,7 @@ import os
 import sys
 
 import jax
-from absl import flags, logging
+from absl import app, flags, logging
 
 
 def setup_process(distributed: bool = False) -> None:
@@ -32,6 +32,15 @@ def setup_process(distributed: bool = False) -> None:
         jax.distributed.initialize(**_distributed_args())
     if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+
+
+def start(argv, distributed: bool = False):
+    """A command's first step (commands without positional arguments): refuses stray arguments,
+    sets up the process (`setup_process`) and returns the parsed flags."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    setup_process(distributed)
+    return flags.FLAGS
 
 
 def define_distributed_flags() -> None:

@@ -24,10 +24,7 @@ from artjax import cli, configs, crossval
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.setup_process()
-    args = flags.FLAGS
+    args = cli.start(argv)
     with cli.reported_errors():
         report = crossval.run_cv(args.config, args.workdir, args.folds, args.by)
     print(crossval.report_markdown(report))

@@ -101,10 +101,7 @@ def print_shortcuts(shortcuts) -> None:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.setup_process()
-    args = flags.FLAGS
+    args = cli.start(argv)
     if args.table:
         with cli.reported_errors():
             print(evaluation.results_table(args.table, args.split), end="")

@@ -15,10 +15,7 @@ from artjax import cli, serving
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.setup_process()
-    args = flags.FLAGS
+    args = cli.start(argv)
     with cli.reported_errors():
         record = serving.export(args.workdir, args.output, args.format, args.checkpoint)
     source = record["source"]

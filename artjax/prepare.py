@@ -16,10 +16,7 @@ from artjax.data import input_pipeline as ip
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.setup_process()
-    config = flags.FLAGS.config
+    config = cli.start(argv).config
     with cli.reported_errors():
         data = ip.prepare_data(config.data, config.seed)
     prepared_dir = config.data.prepared_dir

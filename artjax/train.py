@@ -18,9 +18,7 @@ from artjax import cli, configs, trainer
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    cli.setup_process(distributed=flags.FLAGS.distributed)
+    cli.start(argv, distributed=flags.FLAGS.distributed)
     with cli.reported_errors():
         trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 

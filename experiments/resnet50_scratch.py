@@ -6,8 +6,8 @@
 
 Variants (comma-separated): `weighted` (class-weighted loss), `gpu` (the study's settings on an
 accelerator: 200 px, batch 16, 30 epochs, bfloat16 compute), `synthetic` (embedded synthetic set,
-tiny run). On a 2-core CPU a 200 px epoch takes most of an hour (RESULTS.md gives the measured
-rows and the smaller image size they used); experiments/run_study_on_gpu.sh runs the study's
+tiny run). On a 2-core CPU a 200 px epoch costs about 3x a 112 px one (RESULTS.md gives the rows
+measured at 112 px and their epoch times); experiments/run_study_on_gpu.sh runs the study's
 experiments on one accelerator.
 """
 
