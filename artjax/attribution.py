@@ -16,7 +16,6 @@ Everything is jitted and batched: images go through in fixed-size batches, one c
 from __future__ import annotations
 
 import functools
-import pathlib
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
-from artjax import checkpointing, inference, models, train_state
+from artjax import inference
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 from artjax.registry import Registry
@@ -190,18 +189,9 @@ class Explainer:
         self.method, self.batch_size = method, batch_size
         self.baseline = BASELINES[baseline]
         self.predictor = inference.Predictor(workdir, checkpoint)
-        workdirs = (
-            checkpointing.fold_workdirs(workdir)
-            if checkpointing.is_cv_workdir(workdir)
-            else [pathlib.Path(workdir)]
-        )
         self._models = []
-        for path in workdirs:
-            config, run, state, _ = train_state.load_run(path, checkpoint)
-            model = models.create_model(config.model, len(run["classes"]))
-            variables = {"params": state.params}
-            if state.batch_stats:
-                variables["batch_stats"] = state.batch_stats
+        for m in inference.load_models(workdir, checkpoint):
+            model, variables, config = m.model, m.variables, m.config
             size = config.data.image_size
             if method == "gradcam":
                 layer = last_feature_map(model, variables, (size, size, 3))

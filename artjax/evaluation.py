@@ -397,25 +397,25 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
     return report
 
 
-def shortcut_changes(clean: Predictions, probed: dict[str, Predictions]) -> dict:
-    """Accuracy and per-class recall on the clean images and under each probe, with the change
-    from clean (probe minus clean): what each removed part of the paintings carried."""
-
-    def scores(found):
-        report = classification_report(found.labels, found.probabilities.argmax(-1), found.classes)
-        recall = {c: report["per_class"][c]["recall"] for c in found.classes}
-        return report["accuracy"], recall
-
-    accuracy, recall = scores(clean)
-    support = {c: int(np.sum(clean.labels == i)) for i, c in enumerate(clean.classes)}
+def shortcut_changes(clean_report: dict, probed: dict[str, Predictions]) -> dict:
+    """Accuracy and per-class recall on the clean images (from their report) and under each probe,
+    with the change from clean (probe minus clean): what each removed part of the paintings
+    carried."""
+    per_class = clean_report["per_class"]
+    accuracy = clean_report["accuracy"]
+    recall = {c: m["recall"] for c, m in per_class.items()}
+    support = {c: m["support"] for c, m in per_class.items()}
     found = {"clean": {"accuracy": accuracy, "recall": recall, "support": support}, "probes": {}}
     for name, predictions in probed.items():
-        probe_accuracy, probe_recall = scores(predictions)
+        report = classification_report(
+            predictions.labels, predictions.probabilities.argmax(-1), predictions.classes
+        )
+        probe_recall = {c: report["per_class"][c]["recall"] for c in recall}
         found["probes"][name] = {
-            "accuracy": probe_accuracy,
-            "accuracy_change": probe_accuracy - accuracy,
+            "accuracy": report["accuracy"],
+            "accuracy_change": report["accuracy"] - accuracy,
             "recall": probe_recall,
-            "recall_change": {c: probe_recall[c] - recall[c] for c in clean.classes},
+            "recall_change": {c: probe_recall[c] - recall[c] for c in recall},
         }
     return found
 
@@ -433,12 +433,11 @@ def shortcuts(workdir, split: str = "test", checkpoint: str = "best") -> dict:
         raise UnsupportedRunError(f"{workdir}: shortcut probes score single-label runs")
     report = evaluate(workdir, split, checkpoint)
     data = _data_for(config, run, workdir)
-    clean = model_predictions(config, run, state, data, split)
     probed = {
         name: model_predictions(config, run, state, data, split, probe=name)
         for name in pp.SHORTCUT_PROBES
     }
-    report["shortcuts"] = json.loads(json.dumps(shortcut_changes(clean, probed), default=float))
+    report["shortcuts"] = json.loads(json.dumps(shortcut_changes(report, probed), default=float))
     out = workdir / f"eval_{split}"
     (out / "report.json").write_text(json.dumps(report, indent=2))
     figures.shortcut_changes(out / "shortcuts.png", report["shortcuts"])

@@ -43,26 +43,50 @@ class Prediction(NamedTuple):
     uncertain: bool  # top probability below the calibrated threshold
 
 
+class LoadedModel(NamedTuple):
+    config: object  # the run's ConfigDict
+    run: dict  # run.json
+    model: object  # the Flax module (no BatchNorm axis: one device)
+    variables: dict  # params (+ batch_stats)
+    calibration: dict | None  # calibration.json's fit for this checkpoint
+    step: int
+
+
+def load_models(workdir, checkpoint: str = "best", conv_impl: str | None = None):
+    """The model of a workdir's checkpoint, or each fold model of a CV workdir, ready to apply.
+    `conv_impl` overrides the run's `model.conv_impl` (same parameters either way)."""
+    workdirs = (
+        checkpointing.fold_workdirs(workdir)
+        if checkpointing.is_cv_workdir(workdir)
+        else [pathlib.Path(workdir)]
+    )
+    loaded = []
+    for path in workdirs:
+        config, run, state, step = train_state.load_run(path, checkpoint)
+        model_config = config.model.copy_and_resolve_references()
+        if conv_impl:
+            model_config.conv_impl = conv_impl
+        model = models.create_model(model_config, len(run["classes"]))
+        variables = {"params": state.params}
+        if state.batch_stats:
+            variables["batch_stats"] = state.batch_stats
+        loaded.append(
+            LoadedModel(config, run, model, variables, calibration.load(path, step), int(step))
+        )
+    return loaded
+
+
 class Predictor:
     """Style probabilities of images from a workdir's checkpoint, or a CV workdir's bag."""
 
     def __init__(self, workdir, checkpoint: str = "best"):
-        workdirs = (
-            checkpointing.fold_workdirs(workdir)
-            if checkpointing.is_cv_workdir(workdir)
-            else [pathlib.Path(workdir)]
-        )
-        self._logits, self._calibrations = [], []
-        for path in workdirs:
-            config, run, state, self.step = train_state.load_run(path, checkpoint)
-            model = models.create_model(config.model, len(run["classes"]))
-            variables = {"params": state.params}
-            if state.batch_stats:
-                variables["batch_stats"] = state.batch_stats
-            self._logits.append(
-                jax.jit(functools.partial(steps.view_mean_logits, model.apply, variables))
-            )
-            self._calibrations.append(calibration.load(path, self.step))
+        loaded = load_models(workdir, checkpoint)
+        self._logits = [
+            jax.jit(functools.partial(steps.view_mean_logits, m.model.apply, m.variables))
+            for m in loaded
+        ]
+        self._calibrations = [m.calibration for m in loaded]
+        config, run, self.step = loaded[-1].config, loaded[-1].run, loaded[-1].step
         self.classes, self.synthetic = run["classes"], run["synthetic"]
         self.multi_label = bool(run.get("multi_label", False))
         # Calibrated when every model is; a bag flags "uncertain" below its models' mean threshold.

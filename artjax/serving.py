@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from artjax import calibration, checkpointing, models, steps, train_state
+from artjax import calibration, inference, steps
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
@@ -43,38 +43,26 @@ class ExportError(ValueError):
 def probability_fn(workdir, checkpoint: str = "best"):
     """(fn, info): fn(inputs) -> probabilities [N, C] of normalized images [N, S, S, 3] (or views
     [N, V, S, S, 3]); info: the classes, data config and steps of the model(s)."""
-    workdir = pathlib.Path(workdir)
-    workdirs = (
-        checkpointing.fold_workdirs(workdir) if checkpointing.is_cv_workdir(workdir) else [workdir]
-    )
-    parts, found_steps = [], []
-    for path in workdirs:
-        config, run, state, step = train_state.load_run(path, checkpoint)
-        model_config = config.model.copy_and_resolve_references()
-        model_config.conv_impl = "xla"  # standard convolutions: what TF and TFLite know
-        model = models.create_model(model_config, len(run["classes"]))
-        variables = {"params": state.params}
-        if state.batch_stats:
-            variables["batch_stats"] = state.batch_stats
-        parts.append((model, variables, calibration.load(path, step)))
-        found_steps.append(int(step))
+    # standard convolutions: what TF and TFLite know
+    loaded = inference.load_models(workdir, checkpoint, conv_impl="xla")
+    config, run = loaded[0].config, loaded[0].run
     multi_label = bool(run.get("multi_label", False))
     loss = config.multi_label_loss
 
     def probabilities(inputs):
         found = []
-        for model, variables, fitted in parts:
-            logits = steps.view_mean_logits(model.apply, variables, inputs)
+        for m in loaded:
+            logits = steps.view_mean_logits(m.model.apply, m.variables, inputs)
             p = steps.probabilities(logits, multi_label, loss)
-            found.append(calibration.apply(p, fitted, multi_label, xp=jnp))
+            found.append(calibration.apply(p, m.calibration, multi_label, xp=jnp))
         return jnp.mean(jnp.stack(found), axis=0)
 
     info = dict(
         classes=list(run["classes"]),
         multi_label=multi_label,
         data=config.data,
-        steps=found_steps,
-        calibrated=all(fitted is not None for _, _, fitted in parts),
+        steps=[m.step for m in loaded],
+        calibrated=all(m.calibration is not None for m in loaded),
         synthetic=bool(run["synthetic"]),
     )
     return probabilities, info
