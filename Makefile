@@ -16,10 +16,13 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m artjax.train --config experiments/cnn.py:synthetic --workdir checkpoints/demo
 	$(BIN)/python -m artjax.evaluate --workdir checkpoints/demo --split test
 
-# One pytest worker per core, at most 4 (each holds TensorFlow and JAX); tests marked with an
-# xdist_group share a worker, so their module-scoped fixtures are built once.
+# One pytest worker per core plus one, at most 4 (each holds TensorFlow and JAX): a worker idles
+# while a command it started runs (forked by its command server, tests/command_server.py), and the
+# extra worker fills that time. Tests marked with an xdist_group share a worker, so their
+# module-scoped fixtures are built once.
+WORKERS := $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 
 # ruff's lint and format check (pyproject.toml [tool.ruff]); CI runs it before the tests.
 lint: $(BIN)/.installed

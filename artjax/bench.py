@@ -28,10 +28,10 @@ one GPU.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artjax.host_memory)
-    from artjax import host_memory
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
 
-    host_memory.keep_freed_memory()
+    startup.before_imports()
 
 import os
 

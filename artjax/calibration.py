@@ -17,6 +17,8 @@ import numpy as np
 from scipy import optimize
 
 CALIBRATION_FILE = "calibration.json"
+# In a leave-artists-out CV workdir: the fit on every fold's held-out artists (artjax.crossval)
+UNSEEN_ARTISTS_FILE = "unseen_artists_calibration.json"
 _EPS = 1e-7
 
 
@@ -61,6 +63,26 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, multi_label: 
         method="bounded",
     )
     return float(np.exp(found.x))
+
+
+def cross_fitted(parts, multi_label: bool) -> tuple[list[float], list[np.ndarray]]:
+    """Each part's probabilities scaled by the temperature fitted on all the *other* parts
+    (`parts`: [(probabilities, labels)], e.g. the folds of a leave-artists-out CV). No part's own
+    labels choose its temperature, so the result estimates how a temperature fitted on held-out
+    artists does on artists it has not seen. Returns (temperatures, scaled probabilities)."""
+    if len(parts) < 2:
+        raise ValueError("cross-fitting needs at least two parts")
+    temperatures, found = [], []
+    for k, (probabilities, _) in enumerate(parts):
+        others = [p for j, p in enumerate(parts) if j != k]
+        t = fit_temperature(
+            np.concatenate([p for p, _ in others]),
+            np.concatenate([y for _, y in others]),
+            multi_label,
+        )
+        temperatures.append(t)
+        found.append(scaled(probabilities, t, multi_label))
+    return temperatures, found
 
 
 def correct_top1(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -120,9 +142,13 @@ def uncertain_threshold(
     return float(confidence[order][reaching[-1]])
 
 
-def fit(probabilities, labels, multi_label: bool, confident_accuracy: float) -> dict:
-    """Temperature and threshold from validation predictions, with what they did there."""
-    temperature = fit_temperature(probabilities, labels, multi_label)
+def fit(
+    probabilities, labels, multi_label: bool, confident_accuracy: float, temperature=None
+) -> dict:
+    """Temperature and threshold from validation predictions, with what they did there. A given
+    `temperature` (e.g. one fitted on unseen artists) is kept; only the threshold is fitted."""
+    if temperature is None:
+        temperature = fit_temperature(probabilities, labels, multi_label)
     calibrated = scaled(probabilities, temperature, multi_label)
     return dict(
         temperature=temperature,
@@ -148,6 +174,32 @@ def load(workdir, step: int) -> dict | None:
         return None
     found = json.loads(path.read_text())
     return found if found.get("step") == int(step) else None
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be used for this run."""
+
+
+def save_unseen_artists(cv_workdir, classes, found: dict) -> None:
+    path = pathlib.Path(cv_workdir) / UNSEEN_ARTISTS_FILE
+    path.write_text(json.dumps(dict(classes=list(classes), **found), indent=2))
+
+
+def load_unseen_artists(cv_workdir, classes) -> dict:
+    """The temperature and threshold fitted on the held-out artists of a leave-artists-out CV
+    (`config.calibration.from_cv`), checked to be for the same classes."""
+    path = pathlib.Path(cv_workdir) / UNSEEN_ARTISTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: calibration.from_cv needs a finished `python -m artjax.cv "
+            "--by artist` workdir"
+        )
+    found = json.loads(path.read_text())
+    if found["classes"] != list(classes):
+        raise CalibrationError(
+            f"{path} is for the classes {found['classes']}, this run has {list(classes)}"
+        )
+    return found
 
 
 def summary(probabilities, labels, multi_label: bool, fitted: dict | None) -> dict:

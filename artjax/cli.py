@@ -77,7 +77,7 @@ def define_checkpoint_flags(required: bool = True) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input or a damaged run: a message, not a traceback, is the answer."""
-    from artjax import checkpointing, evaluation, hooks, serving, transfer
+    from artjax import calibration, checkpointing, evaluation, hooks, serving, transfer
     from artjax.data import catalog, splits
     from artjax.models import porting
 
@@ -85,6 +85,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         catalog.DataError,
         splits.SplitError,
         checkpointing.CheckpointMismatchError,
+        calibration.CalibrationError,
         checkpointing.CheckpointUnreadableError,
         checkpointing.WorkdirWriteError,
         transfer.WeightsMismatchError,

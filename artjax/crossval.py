@@ -24,7 +24,16 @@ import pathlib
 
 import numpy as np
 
-from artjax import calibration, checkpointing, evaluation, figures, train_state, trainer, transfer
+from artjax import (
+    calibration,
+    checkpointing,
+    configs,
+    evaluation,
+    figures,
+    train_state,
+    trainer,
+    transfer,
+)
 from artjax.data import input_pipeline as ip
 
 HELDOUT_NPZ, HELDOUT_JSON = "heldout.npz", "heldout.json"
@@ -201,6 +210,30 @@ def cv_report(workdir) -> dict:
             scaled, together.labels, together.multi_label
         ),
     )
+    unseen = None
+    if record["by"] == "artist" and len(pooled) > 1:
+        # A temperature for new painters: fitted on held-out artists. Its held-out figures come
+        # from cross-fitting (each fold scaled by the temperature of the other folds' artists).
+        temperatures, crossed = calibration.cross_fitted(
+            [(p.probabilities, p.labels) for p in pooled], together.multi_label
+        )
+        crossed = np.concatenate(crossed)
+        heldout_calibration.update(
+            cross_fitted_temperatures=temperatures,
+            ece_cross_fitted=calibration.expected_calibration_error(
+                crossed, together.labels, together.multi_label
+            ),
+            nll_cross_fitted=calibration.nll(crossed, together.labels, together.multi_label),
+            reliability_cross_fitted=calibration.reliability(
+                crossed, together.labels, together.multi_label
+            ),
+        )
+        unseen = calibration.fit(
+            together.probabilities,
+            together.labels,
+            together.multi_label,
+            configs.from_record(record["config"]).calibration.confident_accuracy,
+        )
     keys = [k for k in folds[0] if isinstance(folds[0][k], float)]
     summary = {
         k: {
@@ -221,6 +254,8 @@ def cv_report(workdir) -> dict:
         else [],
         images=len(together.filenames),
         heldout_calibration=heldout_calibration,
+        unseen_artists_calibration=unseen,
+        classes=together.classes,
         per_style=per_style,
     )
 
@@ -278,6 +313,17 @@ def report_markdown(report: dict) -> str:
             f"(temperature-scaled on each fold's validation split: {held['ece_calibrated']:.4f}), "
             f"NLL {held['nll']:.4f} ({held['nll_calibrated']:.4f}).",
         ]
+    if held and "ece_cross_fitted" in held:
+        temperatures = ", ".join(f"{t:.2f}" for t in held["cross_fitted_temperatures"])
+        lines += [
+            "",
+            "With a temperature fitted on the other folds' held-out artists (cross-fitted; "
+            f"T = {temperatures}): ECE {held['ece_cross_fitted']:.4f}, "
+            f"NLL {held['nll_cross_fitted']:.4f}. Fitted on every fold's held-out artists "
+            f"(`{calibration.UNSEEN_ARTISTS_FILE}`, for `calibration.from_cv`): "
+            f"T = {report['unseen_artists_calibration']['temperature']:.3f}, uncertain below a "
+            f"top probability of {report['unseen_artists_calibration']['uncertain_below']:.3f}.",
+        ]
     if "accuracy" in pooled:
         lines += [
             "",
@@ -326,9 +372,11 @@ def write_report(workdir) -> dict:
     (workdir / "cv_report.json").write_text(json.dumps(report, indent=2, default=float))
     (workdir / "cv_report.md").write_text(report_markdown(report))
     held = report["heldout_calibration"]
-    figures.reliability_diagram(
-        workdir / "reliability.png",
-        {"model": held["reliability"], "temperature-scaled": held["reliability_calibrated"]},
-        " (held-out artists)",
-    )
+    curves = {"model": held["reliability"], "temperature-scaled": held["reliability_calibrated"]}
+    if report["unseen_artists_calibration"]:
+        curves["temperature of other folds' artists"] = held["reliability_cross_fitted"]
+        calibration.save_unseen_artists(
+            workdir, report["classes"], report["unseen_artists_calibration"]
+        )
+    figures.reliability_diagram(workdir / "reliability.png", curves, " (held-out artists)")
     return report

@@ -5,15 +5,17 @@
 
 `--by artist`: folds of held-out artists (`--folds 0`: one artist per fold); `--by image`: K folds
 of the non-test images. Running it again resumes; `artjax.evaluate --workdir checkpoints/<cv>`
-scores the bag of the fold models on the fixed test split. What it writes: `artjax.crossval`.
+scores the bag of the fold models on the fixed test split. `--report_only` rewrites the report of
+a finished CV from its folds' stored held-out predictions (no --config, nothing trained). What it
+writes: `artjax.crossval`.
 """
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artjax.host_memory)
-    from artjax import host_memory
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
 
-    host_memory.keep_freed_memory()
+    startup.before_imports()
 
 import pathlib
 
@@ -25,8 +27,13 @@ from artjax import cli, configs, crossval
 
 def main(argv):
     args = cli.start(argv)
+    if not args.report_only and args.config is None:
+        raise app.UsageError("--config is required (except with --report_only)")
     with cli.reported_errors():
-        report = crossval.run_cv(args.config, args.workdir, args.folds, args.by)
+        if args.report_only:
+            report = crossval.write_report(args.workdir)
+        else:
+            report = crossval.run_cv(args.config, args.workdir, args.folds, args.by)
     print(crossval.report_markdown(report))
     print(f"report in {pathlib.Path(args.workdir) / 'cv_report.md'} and cv_report.json")
 
@@ -36,5 +43,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "CV directory: one training workdir per fold, the report.")
     flags.DEFINE_integer("folds", 5, "Number of folds (--by artist: 0 = one artist per fold).")
     flags.DEFINE_enum("by", "artist", list(crossval.HELDOUT), "Hold out whole artists or images.")
-    flags.mark_flags_as_required(["config", "workdir"])
+    flags.DEFINE_bool("report_only", False, "Only rewrite the report of a finished CV.")
+    flags.mark_flags_as_required(["workdir"])
     app.run(main, flags_parser=configs.parse_flags)

@@ -7,6 +7,11 @@ sample grid per class and a grid of augmented examples; prints counts per style 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
+
+    startup.before_imports()
+
 import pathlib
 
 from absl import app, flags, logging

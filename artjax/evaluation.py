@@ -268,15 +268,27 @@ def split_predictions(workdir, split: str, checkpoint: str = "best"):
 
 def calibrate(workdir, checkpoint: str = "best") -> dict:
     """Fits the temperature and the "uncertain" threshold on the validation split of the
-    workdir's `checkpoint`; writes calibration.json and returns what it holds."""
+    workdir's `checkpoint`; writes calibration.json and returns what it holds. With
+    `calibration.from_cv`, the temperature and threshold are that CV's, fitted on its held-out
+    artists (the validation figures then show what they do on seen artists)."""
     step = checkpointing.resolve_step(workdir, checkpoint)
     found, _, config = split_predictions(workdir, "val", str(step))
+    unseen = (
+        calibration.load_unseen_artists(config.calibration.from_cv, found.classes)
+        if config.calibration.from_cv
+        else None
+    )
     fitted = calibration.fit(
         found.probabilities,
         found.labels,
         found.multi_label,
         config.calibration.confident_accuracy,
+        temperature=unseen["temperature"] if unseen else None,
     )
+    if unseen:
+        fitted.update(
+            uncertain_below=unseen["uncertain_below"], from_cv=str(config.calibration.from_cv)
+        )
     calibration.save(workdir, step, checkpoint, fitted)
     return fitted
 

@@ -9,6 +9,11 @@ workdir and step, versions). Signatures and input contracts: `artjax.serving`.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
+
+    startup.before_imports()
+
 from absl import app, flags
 
 from artjax import cli, serving

@@ -4,13 +4,24 @@ backend needs choosing and nothing is shown on a screen."""
 from __future__ import annotations
 
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image
 
 from artjax import checkpointing
 from artjax.data import catalog
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def new_figure(**kwargs) -> Figure:
+    """A matplotlib Figure. matplotlib is imported here, at the first drawing: importing it takes
+    about a second of the start of every command, most of which draw nothing."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _save(fig: Figure, path: pathlib.Path) -> None:
@@ -20,7 +31,7 @@ def _save(fig: Figure, path: pathlib.Path) -> None:
 
 def confusion_matrix(path, cm, classes, title_suffix: str = "") -> None:
     cm = np.asarray(cm)
-    fig = Figure(figsize=(7, 6))
+    fig = new_figure(figsize=(7, 6))
     ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
@@ -39,7 +50,7 @@ def classification_report(path, report, classes, title_suffix: str = "") -> None
     table = np.array(
         [[report["per_class"][c][k] for k in ("precision", "recall", "f1")] for c in classes]
     )
-    fig = Figure(figsize=(6, 0.5 * len(classes) + 1.5))
+    fig = new_figure(figsize=(6, 0.5 * len(classes) + 1.5))
     ax = fig.subplots()
     ax.imshow(table, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(table):
@@ -56,7 +67,7 @@ def training_curves(path, workdir, title_suffix: str = "") -> bool:
     history = checkpointing.read_metrics(workdir)
     if not history:
         return False
-    fig = Figure(figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4))
     epochs = [h["epoch"] for h in history]
     for ax, kind in zip(fig.subplots(1, 2), ("accuracy", "loss")):
         ax.plot(epochs, [h[f"train_{kind}"] for h in history], label="train")
@@ -78,7 +89,7 @@ def misclassified(
     image_dir, flat = catalog.find_image_dir(pathlib.Path(data_root))
     cols = 6
     rows = -(-len(wrong) // cols)
-    fig = Figure(figsize=(2.2 * cols, 2.5 * rows))
+    fig = new_figure(figsize=(2.2 * cols, 2.5 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -100,7 +111,7 @@ def artist_predictions(path, report, classes, title_suffix: str = "") -> bool:
     if not per_artist:
         return False
     artists = list(per_artist)
-    fig = Figure(figsize=(max(6, 0.6 * len(artists) + 3), 5))
+    fig = new_figure(figsize=(max(6, 0.6 * len(artists) + 3), 5))
     ax = fig.subplots()
     bottom = np.zeros(len(artists))
     for c in classes:
@@ -127,7 +138,7 @@ def artist_predictions(path, report, classes, title_suffix: str = "") -> bool:
 def reliability_diagram(path, curves: dict, title_suffix: str = "") -> None:
     """Accuracy against confidence per bin (`calibration.reliability`), one line per curve
     (e.g. before and after temperature scaling), with the diagonal of perfect calibration."""
-    fig = Figure(figsize=(5, 5))
+    fig = new_figure(figsize=(5, 5))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
     for name, bins in curves.items():
@@ -153,7 +164,7 @@ def shortcut_changes(path, shortcuts: dict, title_suffix: str = "") -> None:
         ]
     )
     columns = ["accuracy"] + classes
-    fig = Figure(figsize=(1.0 * len(columns) + 2.5, 0.6 * len(probes) + 2.2))
+    fig = new_figure(figsize=(1.0 * len(columns) + 2.5, 0.6 * len(probes) + 2.2))
     ax = fig.subplots()
     ax.imshow(table, cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(table):
@@ -170,7 +181,7 @@ def shortcut_changes(path, shortcuts: dict, title_suffix: str = "") -> None:
 def explanation(path, image, ranked, maps, method: str, name: str, title_suffix: str = "") -> None:
     """The painting (`name`) as the model saw it, then one heatmap over it per ranked style, titled
     with the style and its probability."""
-    fig = Figure(figsize=(3.0 * (1 + len(ranked)), 3.4))
+    fig = new_figure(figsize=(3.0 * (1 + len(ranked)), 3.4))
     axes = fig.subplots(1, 1 + len(ranked), squeeze=False)[0]
     axes[0].imshow(image)
     axes[0].set_title(f"{name}{title_suffix}", fontsize=8)

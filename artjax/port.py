@@ -14,6 +14,11 @@ output holds and how the conversion is checked: `artjax.models.porting`.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
+
+    startup.before_imports()
+
 import jax
 import numpy as np
 from absl import app, flags

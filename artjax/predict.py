@@ -5,6 +5,11 @@ was calibrated on validation; below the calibrated threshold a prediction is mar
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
+
+    startup.before_imports()
+
 from absl import app, flags
 
 from artjax import cli

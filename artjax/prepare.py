@@ -7,6 +7,11 @@ interrupted preparations) and reports the space freed.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
+
+    startup.before_imports()
+
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -6,10 +6,10 @@ Resumes from the latest checkpoint in --workdir. The loop and what it writes: `a
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # before TensorFlow and JAX start threads (see artjax.host_memory)
-    from artjax import host_memory
+if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax.startup)
+    from artjax import startup
 
-    host_memory.keep_freed_memory()
+    startup.before_imports()
 
 from absl import app, flags
 from ml_collections import config_flags

@@ -45,6 +45,15 @@ def create_train_state(
     )
 
 
+def abstract_train_state(config, model) -> steps.TrainState:
+    """The structure of `create_train_state`'s state: shapes and dtypes on the first local device,
+    as a restore target. Traced, never compiled or run (initializing a model costs seconds)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    found = jax.eval_shape(lambda: create_train_state(config, model, steps_per_epoch=1))
+    found = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), found)
+    return found.replace(step=0)  # a Python int, as TrainState.create makes it
+
+
 def parameter_overview(params) -> str:
     rows = [(name, sum(x.size for x in jax.tree.leaves(sub))) for name, sub in params.items()]
     width = max(len(n) for n, _ in rows)
@@ -58,8 +67,7 @@ def load_run(workdir, checkpoint: str = "best"):
     config = configs.from_record(run["config"])
     model = models.create_model(config.model, len(run["classes"]), axis_name=steps.AXIS)
     ckpt = checkpointing.Checkpoints(workdir, config.keep_checkpoints, config.best_metric)
-    # structure only: init is not loaded
-    like = create_train_state(config, model, steps_per_epoch=1)
+    like = abstract_train_state(config, model)
     try:
         step, state = ckpt.restore_named(checkpoint, like)
     finally:

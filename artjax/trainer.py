@@ -20,7 +20,16 @@ import numpy as np
 from absl import logging
 from flax import jax_utils
 
-from artjax import checkpointing, evaluation, hooks, models, steps, train_state, transfer
+from artjax import (
+    calibration,
+    checkpointing,
+    evaluation,
+    hooks,
+    models,
+    steps,
+    train_state,
+    transfer,
+)
 from artjax.data import exploration, feature_batches
 from artjax.data import input_pipeline as ip
 
@@ -190,6 +199,8 @@ def set_up(config, workdir) -> Setup:
     workdir = pathlib.Path(workdir)
     num_devices = jax.local_device_count()
     data = ip.prepare_data(config.data, config.seed)
+    if config.calibration.enabled and config.calibration.from_cv:
+        calibration.load_unseen_artists(config.calibration.from_cv, data.classes)  # fail early
     run = run_record(config, data)
     if jax.process_index() == 0:
         # Refuses a workdir that holds another run before anything is written.
@@ -300,8 +311,9 @@ def calibrate_finished_run(config, workdir) -> None:
         hooks.report("calibration: run `python -m artjax.evaluate --calibrate` in one process")
         return
     found = evaluation.calibrate(workdir)
+    source = f"the held-out artists of {found['from_cv']}" if "from_cv" in found else "validation"
     hooks.report(
-        f"calibration on validation: temperature {found['temperature']:.3g}, NLL "
+        f"calibration from {source}: temperature {found['temperature']:.3g}; on validation NLL "
         f"{found['nll_before']:.4g} -> {found['nll_after']:.4g}, ECE {found['ece_before']:.3g} -> "
         f"{found['ece_after']:.3g}; uncertain below a top probability of "
         f"{found['uncertain_below']:.3g}"

@@ -1,5 +1,5 @@
-"""Shared fixtures. Four fake CPU devices for every test (set before JAX is imported); freed host
-memory kept in the process (artjax.host_memory), as the entry points do.
+"""Shared fixtures. Four fake CPU devices for every test (set before JAX is imported); the process
+set up as the commands set theirs up (artjax.startup).
 
 Real paintings come from $ARTJAX_REAL_DATA (default: ../shared/data/best_artworks from the project
 root). Without them, tests that need them skip, except under CI=true, where that is a failure.
@@ -24,9 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from artjax import host_memory  # noqa: E402
+from artjax import startup  # noqa: E402
 
-host_memory.keep_freed_memory()  # as the entry points do: ~30% off every CPU train step
+# As the commands do: freed host memory kept (~30% off every CPU train step), and TensorFlow
+# without Keras (seconds off the start of every process the tests run; inherited through the env).
+startup.before_imports()
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REAL_DATA = pathlib.Path(
@@ -188,3 +190,83 @@ def finished_run(synthetic_root, tmp_path_factory):
     config = three_epoch_config(synthetic_root, root / "prepared")
     trainer.train_and_evaluate(config, root / "run")
     return config, root / "run"
+
+
+class _CommandServer:
+    """This pytest worker's tests/command_server.py, started on first use; its address is exported
+    (command_server.ADDRESS_VARIABLE) to the processes the tests start."""
+
+    def __init__(self):
+        import atexit
+        import select
+        import subprocess
+        import sys
+        import tempfile
+
+        from tests import command_server
+
+        files = pathlib.Path(tempfile.mkdtemp(prefix="artjax_commands_"))
+        self.address = str(files / "socket")
+        self._log = files / "server.log"
+        self._log_file = open(self._log, "w")
+        self._process = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "tests" / "command_server.py")]
+            + ["--serve", self.address],
+            stdout=subprocess.PIPE,
+            stderr=self._log_file,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+        )
+        atexit.register(self._process.kill)
+        ready, _, _ = select.select([self._process.stdout], [], [], 600)
+        if not ready or self._process.stdout.readline().strip() != "ready":
+            raise RuntimeError(
+                f"the command server did not start:\n{self._log.read_text()[-3000:]}"
+            )
+        os.environ[command_server.ADDRESS_VARIABLE] = self.address
+
+
+_command_server = None
+
+
+def command_server_address() -> str:
+    global _command_server
+    if _command_server is None:
+        _command_server = _CommandServer()
+    return _command_server.address
+
+
+def run_command(args, *, cwd=None, env=None, code=None, script=None, timeout=600):
+    """What `python -m args[0] args[1:]` (with `code`: `python -c code args`; with `script`:
+    `python script args`) would do, output captured, as a `subprocess.CompletedProcess`: run by
+    this worker's command server, which forks it with the libraries already imported
+    (tests/command_server.py). `env` defaults to this process's, with the project on PYTHONPATH."""
+    import subprocess
+
+    from tests import command_server
+
+    address = command_server_address()
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)) if env is None else env
+    args = [str(a) for a in args]
+    if code is not None:
+        request = dict(code=code, args=args)
+    elif script is not None:
+        request = dict(script=str(script), args=args)
+    else:
+        request = dict(module=args[0], args=args[1:])
+    request.update(cwd=str(cwd or PROJECT_ROOT), env=dict(env))
+    returncode, out, err = command_server.request(address, request, timeout)
+    return subprocess.CompletedProcess(args, returncode, out, err)
+
+
+def command_python(directory) -> str:
+    """An executable that stands in for `python` in scripts the tests run: it runs its arguments
+    through this worker's command server."""
+    import sys
+
+    command_server_address()
+    path = pathlib.Path(directory) / "python"
+    server = PROJECT_ROOT / "tests" / "command_server.py"
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{server}" "$@"\n')
+    path.chmod(0o755)
+    return str(path)

@@ -81,3 +81,34 @@ def test_a_fit_and_its_summary_agree():
     assert found["nll_calibrated"] == pytest.approx(fitted["nll_after"])
     assert found["accuracy_when_confident"] >= 0.8
     assert sum(b["images"] for b in found["reliability_calibrated"]) == len(labels)
+
+
+def test_cross_fitting_scales_each_part_by_the_other_parts_temperature():
+    parts = [_overconfident(n=1500, sharpen=3.0, seed=s) for s in range(4)]
+    temperatures, crossed = calibration.cross_fitted(parts, multi_label=False)
+    for k, (probabilities, _) in enumerate(parts):
+        others = [p for j, p in enumerate(parts) if j != k]
+        expected = calibration.fit_temperature(
+            np.concatenate([p for p, _ in others]), np.concatenate([y for _, y in others]), False
+        )
+        assert temperatures[k] == pytest.approx(expected)
+        np.testing.assert_allclose(
+            crossed[k], calibration.scaled(probabilities, expected, False), atol=1e-7
+        )
+    assert temperatures == pytest.approx([3.0] * 4, rel=0.1)
+    labels = np.concatenate([y for _, y in parts])
+    assert calibration.expected_calibration_error(np.concatenate(crossed), labels, False) < 0.03
+    # a part's own labels never choose its temperature
+    shuffled = [(parts[0][0], np.roll(parts[0][1], 1))] + parts[1:]
+    assert calibration.cross_fitted(shuffled, False)[0][0] == temperatures[0]
+    with pytest.raises(ValueError, match="at least two"):
+        calibration.cross_fitted(parts[:1], False)
+
+
+def test_a_given_temperature_is_kept_and_only_the_threshold_fitted():
+    probabilities, labels = _overconfident()
+    fitted = calibration.fit(probabilities, labels, False, confident_accuracy=0.8, temperature=2.0)
+    assert fitted["temperature"] == 2.0
+    scaled = calibration.scaled(probabilities, 2.0, False)
+    assert fitted["uncertain_below"] == calibration.uncertain_threshold(scaled, labels, False, 0.8)
+    assert fitted["nll_after"] == pytest.approx(calibration.nll(scaled, labels, False))

@@ -2,16 +2,12 @@
 
 import os
 import subprocess
-import sys
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, command_python, run_command
 
 
 def _run(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    result = subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_command(args, cwd=cwd, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -92,10 +88,11 @@ def test_the_study_script_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_path):
         "--config.eval_batch_size=8",
         "--config.calibration.enabled=False",
     ]
+    python = command_python(tmp_path)  # the script's commands run through the command server
     env = dict(
         os.environ,
         PYTHONPATH=str(PROJECT_ROOT),
-        PYTHON=sys.executable,
+        PYTHON=python,
         ONLY="resnet50_scratch_keras_weighted resnet50_imagenet",
         OVERRIDES=" ".join(tiny),
         IMAGENET_DIR=str(tmp_path / "imagenet"),

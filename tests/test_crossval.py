@@ -180,6 +180,43 @@ def test_cv_report_pooled_metrics_equal_sklearns(cv_run):
 
 
 @pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
+def test_the_cv_fits_a_temperature_for_unseen_artists_and_a_run_can_take_it(cv_run, tmp_path):
+    from artjax import calibration
+
+    _, root, report = cv_run
+    pooled = [crossval.load_heldout(d)[0] for d in checkpointing.fold_workdirs(root / "cv")]
+    labels = np.concatenate([p.labels for p in pooled])
+    temperatures, crossed = calibration.cross_fitted(
+        [(p.probabilities, p.labels) for p in pooled], False
+    )
+    held = report["heldout_calibration"]
+    assert held["cross_fitted_temperatures"] == pytest.approx(temperatures)
+    assert held["ece_cross_fitted"] == pytest.approx(
+        calibration.expected_calibration_error(np.concatenate(crossed), labels, False)
+    )
+    raw = np.concatenate([p.probabilities for p in pooled])
+    saved = json.loads((root / "cv" / calibration.UNSEEN_ARTISTS_FILE).read_text())
+    assert saved["classes"] == pooled[0].classes
+    assert saved["temperature"] == pytest.approx(calibration.fit_temperature(raw, labels, False))
+    # A run calibrated `from_cv` takes the CV's temperature and threshold.
+    run = tmp_path / "run"
+    shutil.copytree(root / "cv" / "fold_0", run)
+    record = json.loads((run / "run.json").read_text())
+    record["config"]["calibration"]["from_cv"] = str(root / "cv")
+    (run / "run.json").write_text(json.dumps(record))
+    fitted = evaluation.calibrate(run)
+    assert fitted["temperature"] == saved["temperature"]
+    assert fitted["uncertain_below"] == saved["uncertain_below"]
+    assert json.loads((run / "calibration.json").read_text())["from_cv"] == str(root / "cv")
+    saved["classes"] = saved["classes"][::-1]
+    (tmp_path / calibration.UNSEEN_ARTISTS_FILE).write_text(json.dumps(saved))
+    with pytest.raises(calibration.CalibrationError, match=calibration.UNSEEN_ARTISTS_FILE):
+        calibration.load_unseen_artists(tmp_path, pooled[0].classes)
+    with pytest.raises(FileNotFoundError, match="artjax.cv --by artist"):
+        calibration.load_unseen_artists(run, pooled[0].classes)
+
+
+@pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
 def test_a_cv_workdir_explains_with_the_mean_of_its_fold_models_maps(cv_run):
     from artjax import attribution
 

@@ -2,11 +2,10 @@
 JAX's default on CPU), two fake devices each: the multi-host runtime as on a GPU cluster or a TPU
 pod, on one machine (tests/distributed_worker.py is each process)."""
 
+import concurrent.futures
 import json
 import os
 import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 from artjax import checkpointing, evaluation
 from artjax.data import input_pipeline as ip
 from tests import distributed_worker as worker
-from tests.conftest import PROJECT_ROOT, one_step
+from tests.conftest import PROJECT_ROOT, one_step, run_command
 
 # One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("two_processes")
@@ -36,22 +35,23 @@ def two_processes(synthetic_root, tmp_path_factory):
         XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
     )
     address = f"localhost:{_free_port()}"
-    started = [
-        subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "tests/distributed_worker.py"), str(out)]
-            + [str(synthetic_root), "--distributed", f"--coordinator_address={address}"]
-            + ["--num_processes=2", f"--process_id={i}"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    logs = [p.communicate(timeout=400)[0] for p in started]
-    for p, log in zip(started, logs):
-        assert p.returncode == 0, log[-4000:]
-    return out, logs
+    # both at once, forked by the command server (tests/command_server.py)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        started = [
+            pool.submit(
+                run_command,
+                [str(out), str(synthetic_root), "--distributed"]
+                + [f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
+                script=PROJECT_ROOT / "tests/distributed_worker.py",
+                env=env,
+                timeout=400,
+            )
+            for i in range(2)
+        ]
+        results = [p.result() for p in started]
+    for result in results:
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return out, [r.stdout + r.stderr for r in results]
 
 
 def test_one_step_on_two_processes_equals_the_single_process_step(two_processes):

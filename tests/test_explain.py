@@ -2,9 +2,6 @@
 (`artjax.evaluate --shortcuts`)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -16,7 +13,7 @@ import tensorflow as tf
 from artjax import attribution, evaluation, inference, models
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
-from tests.conftest import PROJECT_ROOT, make_config
+from tests.conftest import make_config, run_command
 
 # Tests on the session's finished run share its xdist group (one worker builds it).
 pytestmark = pytest.mark.xdist_group("finished_run")
@@ -92,14 +89,10 @@ def test_integrated_gradients_are_complete():
 def test_the_explain_command_writes_a_heatmap_per_style(finished_run, synthetic_root, tmp_path):
     _, run = finished_run
     image = sorted((synthetic_root / "images").rglob("*.jpg"))[0]
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    result = subprocess.run(
-        [sys.executable, "-m", "artjax.explain", f"--workdir={run}", "--top_k=2"]
+    result = run_command(
+        ["artjax.explain", f"--workdir={run}", "--top_k=2"]
         + [f"--out={tmp_path}", str(image), str(tmp_path / "missing.jpg")],
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     # the readable painting is explained; the missing one is an error naming it (exit 1)

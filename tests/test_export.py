@@ -2,7 +2,6 @@
 paintings, and a SavedModel that serves with TensorFlow alone."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import tensorflow as tf
 
 from artjax import checkpointing, inference, serving
 from artjax.data import preprocess as pp
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import run_command
 
 # The session's finished run is built once, on the worker of this group.
 pytestmark = pytest.mark.xdist_group("finished_run")
@@ -34,13 +33,8 @@ def exported(finished_run, tmp_path_factory):
     """The finished run exported as a SavedModel by the command."""
     _, run = finished_run
     out = tmp_path_factory.mktemp("exported") / "savedmodel"
-    result = subprocess.run(
-        [sys.executable, "-m", "artjax.export", f"--workdir={run}", f"--output={out}"],
-        cwd=out.parent,
-        env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_command(
+        ["artjax.export", f"--workdir={run}", f"--output={out}"], cwd=out.parent, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout

@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import PROJECT_ROOT
 
-COMMANDS = {"train", "evaluate", "predict", "eda", "bench", "port", "cv", "prepare", "explain"}
+COMMANDS = set("train evaluate predict eda bench port cv prepare explain export".split())
 
 
 def _imported_artjax_modules(path: pathlib.Path) -> set[str]:
@@ -30,6 +30,20 @@ def test_no_module_imports_a_command():
     assert {k: v for k, v in offenders.items() if v} == {}
     for command in COMMANDS:  # every command is a module with a main
         assert "def main(" in (PROJECT_ROOT / "artjax" / f"{command}.py").read_text()
+
+
+def test_every_command_sets_up_its_process_before_any_import():
+    from tests import command_server
+
+    for command in sorted(COMMANDS):
+        body = ast.parse((PROJECT_ROOT / "artjax" / f"{command}.py").read_text()).body
+        code = [n for n in body if not isinstance(n, ast.Expr)]  # the docstring
+        assert isinstance(code[0], ast.ImportFrom) and code[0].module == "__future__", command
+        first = ast.unparse(code[1])  # before any other import: artjax.startup
+        assert first.startswith("if __name__ == '__main__':"), command
+        assert "startup.before_imports()" in first, command
+    # the tests' command server preloads every command (tests/command_server.py)
+    assert set(command_server.PRELOADED) == {f"artjax.{c}" for c in COMMANDS}
 
 
 def test_importing_the_library_changes_no_process_state():

@@ -146,12 +146,15 @@ class TwoMBConv(nn.Module):
 )
 def test_models_give_the_same_logits_and_gradients_with_either_conv(make):
     x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 48, 48, 3)), jnp.float32)
-    variables = make("xla").init(jax.random.PRNGKey(0), x)
+    variables = jax.jit(make("xla").init)(jax.random.PRNGKey(0), x)
     results = {}
-    for impl in ("xla", "patches"):
+    for impl in ("xla", "patches"):  # jitted, as training runs them (op by op compiles slowly)
         model = make(impl)
         loss = lambda p: jnp.sum(model.apply({**variables, "params": p}, x) ** 2)
-        results[impl] = (model.apply(variables, x), jax.grad(loss)(variables["params"]))
+        results[impl] = (
+            jax.jit(model.apply)(variables, x),
+            jax.jit(jax.grad(loss))(variables["params"]),
+        )
     np.testing.assert_allclose(results["patches"][0], results["xla"][0], rtol=1e-4, atol=1e-5)
     for a, b in zip(jax.tree.leaves(results["patches"][1]), jax.tree.leaves(results["xla"][1])):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)

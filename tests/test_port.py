@@ -2,7 +2,6 @@
 activations; wrong files are refused with errors naming what was expected and found."""
 
 import json
-import os
 import pathlib
 import pickle
 import subprocess
@@ -18,7 +17,7 @@ from flax import traverse_util
 from artjax import models, train_state
 from artjax.data import preprocess as pp
 from artjax.models import efficientnet_lite, porting
-from tests.conftest import PROJECT_ROOT, experiment_config
+from tests.conftest import experiment_config, run_command
 
 # One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("ports")
@@ -324,10 +323,7 @@ def test_saved_port_round_trips_and_is_not_overwritten(lite0, tmp_path):
 
 
 def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    result = subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = run_command(args, cwd=cwd)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 

@@ -4,8 +4,6 @@ context of benchmarks."""
 import logging
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from artjax import benchmarks, checkpointing, train_state, trainer
-from tests.conftest import PROJECT_ROOT, make_config
+from tests.conftest import PROJECT_ROOT, make_config, run_command
 from tests.conftest import three_epoch_config as tiny_config
 
 # One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
@@ -85,22 +83,13 @@ def test_an_unreadable_best_or_step_is_a_short_error_listing_the_readable_steps(
         checkpointing.CheckpointUnreadableError, match=rf"readable steps .*{readable}"
     ):
         train_state.load_run(workdir, "best")
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    command = [
-        sys.executable,
-        "-m",
-        "artjax.evaluate",
-        f"--workdir={workdir}",
-        f"--checkpoint={best}",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    command = ["artjax.evaluate", f"--workdir={workdir}", f"--checkpoint={best}"]
+    result = run_command(command, timeout=300)
     assert result.returncode == 1
     error = result.stderr[result.stderr.index("error: ") :]
     assert str(readable) in error and "Traceback" not in result.stderr
     assert len(error.strip().splitlines()) <= 4  # a few lines, no Orbax traceback
-    verbose = subprocess.run(
-        command + ["--verbosity=1"], env=env, capture_output=True, text=True, timeout=300
-    )
+    verbose = run_command(command + ["--verbosity=1"], timeout=300)
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr
 
 
@@ -213,13 +202,7 @@ def test_kill_9_mid_epoch_and_during_a_save_then_resume_equals_the_uninterrupted
     workdir = tmp_path / "run"
     for moment, step in (("step", steps_per_epoch + 3), ("save", 2 * steps_per_epoch)):
         args = [config.data.root, config.data.prepared_dir, str(workdir), moment, str(step)]
-        killed = subprocess.run(
-            [sys.executable, "-c", KILLED_RUN, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        killed = run_command(args, code=KILLED_RUN, env=env, timeout=300)
         assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, not an error
     trainer.train_and_evaluate(config, workdir)
     mine = train_state.load_run(workdir, "latest")[2]

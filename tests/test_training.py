@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer
 from artjax.inference import Predictor
-from tests.conftest import PROJECT_ROOT, one_step, tiny_config
+from tests.conftest import PROJECT_ROOT, one_step, run_command, tiny_config
 
 
 @pytest.mark.parametrize(
@@ -183,10 +183,7 @@ def test_restore_onto_another_device_count(synthetic_root, tmp_path):
 
 
 def _cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    return run_command(args, cwd=cwd)
 
 
 def test_cli_train_evaluate_predict(synthetic_root, tmp_path):

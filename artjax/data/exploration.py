@@ -9,11 +9,11 @@ import pathlib
 
 import numpy as np
 import tensorflow as tf
-from matplotlib.figure import Figure
 
 from artjax.data import augment, synthetic
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
+from artjax.figures import new_figure
 
 
 def _title(text: str, is_synthetic: bool) -> str:
@@ -57,7 +57,7 @@ def write_figures(config, outdir: pathlib.Path, samples_per_class: int = 6) -> d
     names, syn = data.classes, data.synthetic
     totals = np.sum([data.counts[s] for s in ip.SPLITS], axis=0)
 
-    fig = Figure(figsize=(8, 4))
+    fig = new_figure(figsize=(8, 4))
     ax = fig.subplots()
     bottom = np.zeros(len(names))
     for split in ip.SPLITS:
@@ -68,7 +68,7 @@ def write_figures(config, outdir: pathlib.Path, samples_per_class: int = 6) -> d
     fig.tight_layout(), fig.savefig(outdir / "class_distribution.png", dpi=100)
 
     samples = _images_per_class(data, config, samples_per_class)
-    fig = Figure(figsize=(6, 2 * len(names)))
+    fig = new_figure(figsize=(6, 2 * len(names)))
     axes = fig.subplots(len(names), 1, sharex=True)
     for c, ax in enumerate(np.atleast_1d(axes)):
         pixels = (
@@ -84,7 +84,7 @@ def write_figures(config, outdir: pathlib.Path, samples_per_class: int = 6) -> d
 
     def grid(images_by_row, path, title):
         cols = max(len(r) for r in images_by_row.values())
-        fig = Figure(figsize=(1.6 * cols, 1.6 * len(images_by_row)))
+        fig = new_figure(figsize=(1.6 * cols, 1.6 * len(images_by_row)))
         axes = fig.subplots(len(images_by_row), cols, squeeze=False)
         for r, (label, row) in enumerate(images_by_row.items()):
             for c in range(cols):
