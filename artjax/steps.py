@@ -15,6 +15,7 @@ import optax
 from flax import traverse_util
 from flax.training import train_state
 
+from artjax import models
 from artjax.registry import Registry
 
 AXIS = "batch"
@@ -177,9 +178,8 @@ def view_mean_logits(apply_fn, variables, inputs):
     [b, V, H, W, 3], features [b, V, D]: `data.views`), the mean of the views' logits."""
     if inputs.ndim not in (3, 5):
         return apply_fn(variables, inputs, train=False)
-    count, views = inputs.shape[:2]
-    logits = apply_fn(variables, inputs.reshape(count * views, *inputs.shape[2:]), train=False)
-    return logits.reshape(count, views, -1).mean(1)
+    views = models.per_view(lambda x: apply_fn(variables, x, train=False), inputs)
+    return jnp.mean(views, axis=1)
 
 
 def eval_step(state: TrainState, batch, *, apply_fn=None, multi_label_loss: str = "sigmoid"):

@@ -12,13 +12,15 @@ genre (`genres`, multi-label) or the study's six styles (`six`).
 For "uncertain" flags that hold on new painters, train the final model on every artist with the
 temperature its leave-artists-out CV fitted on held-out artists (same class set):
 
-  python -m artjax.train --config experiments/lite0_style.py:all --workdir checkpoints/style_all \
-      --config.data.root=../shared/data/best_artworks \
+  python -m artjax.train --config experiments/lite0_style.py:all --workdir checkpoints/style_all \\
+      --config.data.root=../shared/data/best_artworks \\
       --config.calibration.from_cv=checkpoints/cv_style_all
 
 What it changes from experiments/efficientnet_lite0_imagenet.py, each chosen on the CV:
-- every artist of a style is drawn equally often (`data.artist_balanced`).
-- on held-out artists, the temperature of the CV's other artists (`calibration.from_cv`).
+- every artist of a style is drawn equally often (`data.artist_balanced`);
+- (not a default: it names a CV workdir) the temperature fitted on held-out artists
+  (`calibration.from_cv`), which calibrates unseen painters' probabilities where the one fitted
+  on validation (seen painters) makes them worse.
 Tried and not kept (RESULTS.md): Gram matrices of stages 3-4 (`model.gram_stages`), and validation
 by whole artists (`data.split_by=artist`): its temperature also calibrates held-out artists, but
 the artists it takes out of training cost a third of the listed share; `calibration.from_cv`

@@ -114,17 +114,23 @@ def abstract_variables(model, image_size: int) -> dict:
     )
 
 
+def per_view(fn, views):
+    """`fn` of each view of a batch ([b, V, ...] -> [b, V, ...]), one view at a time: all views at
+    once would hold V times the activations (ten views of a 64-image batch at 224 px make a
+    640-image forward pass)."""
+    found = jax.lax.map(fn, jnp.moveaxis(views, 1, 0))
+    return jnp.moveaxis(found, 0, 1)
+
+
 def features_fn(model):
     """apply(variables, images, **kw) -> the pooled features a Backbone's head sees: [b, D] of
     images [b, H, W, 3], or [b, V, D] of views [b, V, H, W, 3]."""
 
     def features(variables, images, **kw):
+        apply = functools.partial(model.apply, variables, method="features", **kw)
         if images.ndim == 4:
-            return model.apply(variables, images, method="features", **kw)
-        count, views = images.shape[:2]
-        flat = images.reshape(count * views, *images.shape[2:])
-        found = model.apply(variables, flat, method="features", **kw)
-        return found.reshape(count, views, -1)
+            return apply(images)
+        return per_view(apply, images).reshape(*images.shape[:2], -1)
 
     return features
 
