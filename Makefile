@@ -16,12 +16,11 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m artjax.train --config experiments/cnn.py:synthetic --workdir checkpoints/demo
 	$(BIN)/python -m artjax.evaluate --workdir checkpoints/demo --split test
 
-# Two pytest workers more than cores, at most 4 (each holds TensorFlow and JAX): a worker idles
-# while a command it started runs (forked by its command server, tests/command_server.py) or while
-# it waits on a lock or a subprocess, and the extra workers fill that time (with one extra, the two
-# cores of the CI machine were busy 80% of the time). Tests marked with an xdist_group share a
-# worker, so their module-scoped fixtures are built once.
-WORKERS := $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 2))")
+# One pytest worker more than cores, at most 4 (each holds TensorFlow and JAX): a worker idles
+# while a command it started runs (forked by its command server, tests/command_server.py), and the
+# extra worker fills that time (two extra were slower on 2 cores: BENCHMARKS.md). Tests marked
+# with an xdist_group share a worker, so their module-scoped fixtures are built once.
+WORKERS := $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 
