@@ -149,7 +149,7 @@ def request(address: str, request: dict, timeout: float) -> tuple[int, str, str]
             return code, o.read(), e.read()
 
 
-def _python_arguments(argv: list[str]) -> dict:
+def python_arguments(argv: list[str]) -> dict:
     """The request for `python ARGV` (`-m MODULE ...`, `-c CODE ...` or `SCRIPT ...`)."""
     if argv[0] == "-m":
         return dict(module=argv[1], args=argv[2:])
@@ -160,7 +160,7 @@ def _python_arguments(argv: list[str]) -> dict:
 
 def stand_in(argv: list[str]) -> int:
     """`python ARGV` through the server: its output copied to ours, its status returned."""
-    found = dict(_python_arguments(argv), cwd=os.getcwd(), env=dict(os.environ))
+    found = dict(python_arguments(argv), cwd=os.getcwd(), env=dict(os.environ))
     code, out, err = request(os.environ[ADDRESS_VARIABLE], found, timeout=3600)
     sys.stdout.write(out)
     sys.stderr.write(err)

@@ -249,12 +249,14 @@ def run_command(args, *, cwd=None, env=None, code=None, script=None, timeout=600
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)) if env is None else env
     args = [str(a) for a in args]
     if code is not None:
-        request = dict(code=code, args=args)
+        argv = ["-c", code, *args]
     elif script is not None:
-        request = dict(script=str(script), args=args)
+        argv = [str(script), *args]
     else:
-        request = dict(module=args[0], args=args[1:])
-    request.update(cwd=str(cwd or PROJECT_ROOT), env=dict(env))
+        argv = ["-m", *args]
+    request = dict(
+        command_server.python_arguments(argv), cwd=str(cwd or PROJECT_ROOT), env=dict(env)
+    )
     returncode, out, err = command_server.request(address, request, timeout)
     return subprocess.CompletedProcess(args, returncode, out, err)
 
