@@ -134,7 +134,7 @@ def _train_step_and_state(config):
     """artjax's pmap'd train step (unit class weights, donated state) and a fresh replicated
     state."""
     model = models.create_model(config.model, 6, axis_name=steps.AXIS)
-    state = jax_utils.replicate(train_state.create_train_state(config, model, steps_per_epoch=100))
+    state = steps.replicate(train_state.create_train_state(config, model, steps_per_epoch=100))
     p_step = jax.pmap(
         functools.partial(steps.train_step, class_weights=jnp.ones(6)),
         axis_name=steps.AXIS,

@@ -150,8 +150,8 @@ class ProgressBar(Hook):
 
 
 class CompileTimer(Hook):
-    """Reports the time of the first two steps, which include compilation (pmap compiles twice: the
-    replicated and the stepped state differ in sharding)."""
+    """Reports the time of the first two steps: the first includes compilation, and the second
+    shows that the stepped state did not compile the step again (steps.replicate)."""
 
     def __init__(self, start_step: int):
         self.last, self.start = start_step + 1, None

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import traverse_util
 from flax.training import train_state
@@ -24,6 +25,19 @@ AXIS = "batch"
 class TrainState(train_state.TrainState):
     batch_stats: Any
     rng: jax.Array  # base key; each step uses fold_in(fold_in(rng, step), device index)
+
+
+def replicate(tree, devices=None):
+    """A copy of `tree` on each of `devices` (default: the local ones) along a new leading axis,
+    laid out as a step pmap'd over AXIS lays out its outputs. (flax.jax_utils.replicate lays it
+    out over another mesh axis, so the first step's outputs, fed to the second, made the train
+    step compile a second time.)"""
+    devices = list(devices or jax.local_devices())
+    mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+    return jax.tree.map(
+        lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree
+    )
 
 
 def unreplicate(tree):

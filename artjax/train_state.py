@@ -45,11 +45,13 @@ def create_train_state(
     )
 
 
-def abstract_train_state(config, model) -> steps.TrainState:
+def abstract_train_state(
+    config, model, steps_per_epoch: int = 1, *, plan: transfer.Plan | None = None
+) -> steps.TrainState:
     """The structure of `create_train_state`'s state: shapes and dtypes on the first local device,
     as a restore target. Traced, never compiled or run (initializing a model costs seconds)."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    found = jax.eval_shape(lambda: create_train_state(config, model, steps_per_epoch=1))
+    found = jax.eval_shape(lambda: create_train_state(config, model, steps_per_epoch, plan=plan))
     found = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), found)
     return found.replace(step=0)  # a Python int, as TrainState.create makes it
 

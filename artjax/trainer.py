@@ -142,11 +142,11 @@ def initial_state(config, model, plan, classes, steps_per_epoch, ckpt) -> steps.
     state with `config.init.checkpoint`'s weights. A resumed run restores everything from its own
     checkpoint: init.checkpoint is not read again. Then metrics.jsonl and TensorBoard are cut back
     to the restored step, and checkpoints beyond the retention policy (left by killed runs) go."""
-    state = train_state.create_train_state(config, model, steps_per_epoch, plan=plan)
-    step, restored = ckpt.restore_newest_readable(state)
-    if step is not None:
-        state = restored
-    elif config.init.checkpoint:
+    step = None
+    if ckpt.latest_step() is not None:
+        like = train_state.abstract_train_state(config, model, steps_per_epoch, plan=plan)
+        step, state = ckpt.restore_newest_readable(like)
+    if step is None:
         state = train_state.create_train_state(
             config, model, steps_per_epoch, classes=classes, plan=plan
         )
@@ -239,7 +239,7 @@ def set_up(config, workdir) -> Setup:
         workdir=workdir,
         run=run,
         ckpt=ckpt,
-        state=jax_utils.replicate(state),
+        state=steps.replicate(state),
         start_step=start_step,
         steps_per_epoch=steps_per_epoch,
         batches=batches,

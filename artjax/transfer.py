@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 import flax.linen as nn
@@ -46,9 +47,12 @@ class WeightsMismatchError(ValueError):
 # -----------------------------------------------------------------------------------
 
 
-def layer_paths(model: nn.Module, image_size: int) -> tuple[list[str], set[str]]:
+@functools.lru_cache(maxsize=8)
+def layer_paths(model: nn.Module, image_size: int) -> tuple[tuple[str, ...], frozenset[str]]:
     """Paths ("stage1_block1/conv1") of the modules that own parameters, in forward order, and those
-    of the BatchNorm layers among them (from one abstract trace of `model.init`)."""
+    of the BatchNorm layers among them (from one abstract trace of `model.init`; kept per model and
+    size, since training, calibrating and loading a run each ask, and a trace of a large model costs
+    seconds)."""
     order = []
 
     def record(next_fun, args, kwargs, context):
@@ -64,7 +68,7 @@ def layer_paths(model: nn.Module, image_size: int) -> tuple[list[str], set[str]]
         if path in owners and path not in seen:
             seen.append(path)
     norms = {"/".join(k[:-1]) for k in traverse_util.flatten_dict(variables.get("batch_stats", {}))}
-    return seen, norms
+    return tuple(seen), frozenset(norms)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +83,7 @@ class Plan:
         return "backbone" if path in self.trainable else "frozen"
 
 
-def _last_fraction(freeze_config, paths: list[str]) -> list[str]:
+def _last_fraction(freeze_config, paths: tuple[str, ...]) -> list[str]:
     if not 0.0 <= freeze_config.fraction <= 1.0:
         raise ValueError(f"freeze.fraction {freeze_config.fraction} is not in [0, 1]")
     backbone = [p for p in paths if p != HEAD]
@@ -87,7 +91,7 @@ def _last_fraction(freeze_config, paths: list[str]) -> list[str]:
     return backbone[len(backbone) - count :] + [HEAD]
 
 
-def _named_modules(freeze_config, paths: list[str]) -> list[str]:
+def _named_modules(freeze_config, paths: tuple[str, ...]) -> list[str]:
     names = [n.strip() for n in freeze_config.modules.split(",") if n.strip()]
     top = {p.split("/")[0] for p in paths}
     matches = lambda p, n: p.split("/")[0] == n or p.split("/")[0].startswith(n + "_")
@@ -117,7 +121,7 @@ BATCH_NORM = Registry(
 )
 
 
-def plan(freeze_config, paths: list[str], norm_paths: set[str]) -> Plan:
+def plan(freeze_config, paths: tuple[str, ...], norm_paths: frozenset[str]) -> Plan:
     select, keep_training = TRAINABLE[freeze_config.trainable], BATCH_NORM[freeze_config.batch_norm]
     trainable = tuple(dict.fromkeys(select(freeze_config, paths)))
     # Frozen layers' BatchNorm always runs in inference mode; the trainable part's per

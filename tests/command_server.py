@@ -2,12 +2,13 @@
 forked from a server that has already imported the libraries.
 
 A fresh interpreter spends about ten seconds importing TensorFlow, JAX, Flax and Orbax, and the
-suite starts dozens of commands. The server (one per pytest worker, started by `tests/conftest.py`)
-imports the command modules once, without starting a JAX backend or running anything, and listens
-on a UNIX socket. For each request (a JSON line: arguments, working directory, environment, output
-files) it forks; the child takes the request's directory, environment and output files and runs the
-module as `__main__` (`runpy`), or the code of `python -c`, as a new interpreter would, and the
-server answers with its exit status (negative: killed by that signal, as `subprocess` reports it).
+suite starts dozens of commands. The server (one per pytest run, shared by its workers and started
+by the first that needs it: `tests/conftest.py`) imports the command modules once, without
+starting a JAX backend or running anything, and listens on a UNIX socket. For each request (a JSON
+line: arguments, working directory, environment, output files) it forks; the child takes the
+request's directory, environment and output files and runs the module as `__main__` (`runpy`), or
+the code of `python -c`, as a new interpreter would, and the server answers with its exit status
+(negative: killed by that signal, as `subprocess` reports it).
 Requests run concurrently (the two-process test's processes, a script's commands).
 
 `python tests/command_server.py ARGS...` is a stand-in for `python ARGS...` (`-m MODULE ...` or
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import shutil
 import signal
 import socket
 import sys
@@ -87,7 +89,10 @@ def _handle(connection: socket.socket) -> None:
     """In a forked handler: runs one request in a child of its own and reports on it."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server's SIG_IGN would hide the child
     stream = connection.makefile("rw")
-    request = json.loads(stream.readline())
+    line = stream.readline()
+    if not line:  # a probe: is the server there?
+        os._exit(0)
+    request = json.loads(line)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -104,27 +109,41 @@ def _handle(connection: socket.socket) -> None:
     os._exit(0)
 
 
-def serve(address: str) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serve(address: str, owner: int) -> None:
+    """Serves until the process `owner` (the pytest run) ends, then removes the directory of its
+    socket (the run's: socket, lock and log)."""
     import importlib
 
     for name in PRELOADED:
         importlib.import_module(name)
-    parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished handlers are reaped by the kernel
+    server = os.getpid()
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(address)
         listener.listen(8)
         listener.settimeout(1.0)
         print("ready", flush=True)
-        while os.getppid() == parent:  # ends with the pytest worker that started it
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            if os.fork() == 0:
-                listener.close()
-                _handle(connection)
-            connection.close()
+        try:
+            while _alive(owner):
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                if os.fork() == 0:
+                    listener.close()
+                    _handle(connection)
+                connection.close()
+        finally:
+            if os.getpid() == server:  # not in a forked command leaving through here
+                shutil.rmtree(os.path.dirname(address))
 
 
 def request(address: str, request: dict, timeout: float) -> tuple[int, str, str]:
@@ -169,6 +188,6 @@ def stand_in(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
-        serve(sys.argv[2])
+        serve(sys.argv[2], int(sys.argv[3]))
     else:
         sys.exit(stand_in(sys.argv[1:]))

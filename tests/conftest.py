@@ -150,7 +150,6 @@ def one_step(config, batch, devices=None):
 
     import jax
     import jax.numpy as jnp
-    from flax import jax_utils
 
     from artjax import models, steps, train_state
 
@@ -163,7 +162,7 @@ def one_step(config, batch, devices=None):
     )
     count = len(devices) if devices else jax.local_device_count()
     laid_out = {k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}
-    new_state, metrics = p_step(jax_utils.replicate(state, devices), laid_out)
+    new_state, metrics = p_step(steps.replicate(state, devices), laid_out)
     return jax.device_get(steps.unreplicate(new_state)), jax.device_get(metrics)
 
 
@@ -192,54 +191,72 @@ def finished_run(synthetic_root, tmp_path_factory):
     return config, root / "run"
 
 
-class _CommandServer:
-    """This pytest worker's tests/command_server.py, started on first use; its address is exported
-    (command_server.ADDRESS_VARIABLE) to the processes the tests start."""
+def _start_command_server(files: pathlib.Path) -> str:
+    """tests/command_server.py serving at `files`/socket until this pytest run ends (its xdist
+    controller, or this process without xdist); started once, by the first worker that asks. Its
+    address is exported (command_server.ADDRESS_VARIABLE) to the processes the tests start."""
+    import fcntl
+    import select
+    import subprocess
+    import sys
 
-    def __init__(self):
-        import atexit
-        import select
-        import subprocess
-        import sys
-        import tempfile
+    from tests import command_server
 
-        from tests import command_server
-
-        files = pathlib.Path(tempfile.mkdtemp(prefix="artjax_commands_"))
-        self.address = str(files / "socket")
-        self._log = files / "server.log"
-        self._log_file = open(self._log, "w")
-        self._process = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "tests" / "command_server.py")]
-            + ["--serve", self.address],
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-            text=True,
-            env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
-        )
-        atexit.register(self._process.kill)
-        ready, _, _ = select.select([self._process.stdout], [], [], 600)
-        if not ready or self._process.stdout.readline().strip() != "ready":
-            raise RuntimeError(
-                f"the command server did not start:\n{self._log.read_text()[-3000:]}"
+    address = files / "socket"
+    with open(files / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if address.exists() and not _accepts(address):
+            address.unlink()  # a server of an earlier run with this process id
+        if not address.exists():
+            log = files / "server.log"
+            owner = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
+            process = subprocess.Popen(
+                [sys.executable, str(PROJECT_ROOT / "tests" / "command_server.py")]
+                + ["--serve", str(address), str(owner)],
+                stdout=subprocess.PIPE,
+                stderr=open(log, "w"),
+                text=True,
+                env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+                start_new_session=True,  # outlives the worker that started it, not the run
             )
-        os.environ[command_server.ADDRESS_VARIABLE] = self.address
+            ready, _, _ = select.select([process.stdout], [], [], 600)
+            if not ready or process.stdout.readline().strip() != "ready":
+                process.kill()
+                raise RuntimeError(f"the command server did not start:\n{log.read_text()[-3000:]}")
+    os.environ[command_server.ADDRESS_VARIABLE] = str(address)
+    return str(address)
 
 
-_command_server = None
+def _accepts(address: pathlib.Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(address))
+        except OSError:
+            return False
+    return True
+
+
+_command_server_address = None
 
 
 def command_server_address() -> str:
-    global _command_server
-    if _command_server is None:
-        _command_server = _CommandServer()
-    return _command_server.address
+    global _command_server_address
+    if _command_server_address is None:
+        import tempfile
+
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+        files = pathlib.Path(tempfile.gettempdir()) / f"artjax_commands_{run}"
+        files.mkdir(exist_ok=True)
+        _command_server_address = _start_command_server(files)
+    return _command_server_address
 
 
 def run_command(args, *, cwd=None, env=None, code=None, script=None, timeout=600):
     """What `python -m args[0] args[1:]` (with `code`: `python -c code args`; with `script`:
     `python script args`) would do, output captured, as a `subprocess.CompletedProcess`: run by
-    this worker's command server, which forks it with the libraries already imported
+    the run's command server, which forks it with the libraries already imported
     (tests/command_server.py). `env` defaults to this process's, with the project on PYTHONPATH."""
     import subprocess
 
@@ -263,7 +280,7 @@ def run_command(args, *, cwd=None, env=None, code=None, script=None, timeout=600
 
 def command_python(directory) -> str:
     """An executable that stands in for `python` in scripts the tests run: it runs its arguments
-    through this worker's command server."""
+    through the run's command server."""
     import sys
 
     command_server_address()

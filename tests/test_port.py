@@ -387,6 +387,7 @@ def test_a_run_trained_from_the_lite0_port_exports_the_predictors_probabilities(
             "init.checkpoint": str(port),
             "data.root": str(synthetic_root),
             "data.prepared_dir": str(tmp_path / "prepared"),
+            "freeze.feature_cache": str(tmp_path / "features"),  # calibration reads it too
             "data.image_size": 32,
             "num_epochs": 3,
             "batch_size": 8,

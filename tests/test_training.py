@@ -48,6 +48,31 @@ def test_four_devices_equal_one_device(tmp_path, model_overrides):
         assert jax.tree.leaves(four.batch_stats)
 
 
+def test_the_stepped_state_does_not_compile_the_step_again(tmp_path):
+    # steps.replicate lays the state out as the pmap'd step lays out its outputs: one trace (and
+    # compilation) serves the first step and every later one.
+    config = tiny_config("", tmp_path)
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = steps.replicate(train_state.create_train_state(config, model, steps_per_epoch=4))
+    traces = []
+
+    def counted(state, batch):
+        traces.append(1)
+        return steps.train_step(state, batch, class_weights=jnp.ones(6))
+
+    p_step = jax.pmap(counted, axis_name=steps.AXIS, donate_argnums=(0,))
+    rng = np.random.default_rng(0)
+    count = jax.local_device_count()
+    batch = {
+        "image": rng.normal(size=(count, 2, 48, 48, 3)).astype(np.float32),
+        "label": rng.integers(0, 6, (count, 2)).astype(np.int32),
+    }
+    for _ in range(3):
+        state, _ = p_step(state, batch)
+    assert len(traces) == 1
+    assert int(steps.unreplicate(state.step)) == 3
+
+
 def test_loss_falls_and_the_run_is_evaluated(synthetic_root, tmp_path):
     config = tiny_config(synthetic_root, tmp_path, num_epochs=6)
     config.optimizer.learning_rate = 3e-3
