@@ -15,11 +15,17 @@ once per image for the whole CV. Each finished fold writes its held-out predicti
 (`heldout.npz`, then `heldout.json`, the mark that it is done); stopping the runner at any point
 loses no finished fold, and running it again resumes the unfinished one from its checkpoints. The
 report is `workdir/cv_report.json` and `cv_report.md`.
+
+A bag of CVs (`bag_cvs`) averages the held-out probabilities of CVs of other recipes on the same
+folds, fold by fold, and reports them as one CV; its fold models are every CV's, so evaluating or
+predicting with the bag's workdir averages all of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -163,6 +169,82 @@ def _headline(report: dict) -> dict:
     return found
 
 
+def bag_cvs(workdir, sources) -> dict:
+    """A CV workdir that bags the finished CVs `sources` (by artist or image, same folds; e.g. the
+    recipes of one class set): each fold's held-out probabilities are the mean of theirs. Writes
+    its report and returns it."""
+    workdir = pathlib.Path(workdir)
+    if len(sources) < 2:
+        raise ValueError(f"a bag of CVs needs two or more CV workdirs, not {sources}")
+    records = []
+    for source in map(pathlib.Path, sources):
+        if not checkpointing.is_cv_workdir(source):
+            raise FileNotFoundError(f"{source / checkpointing.CV_FILE}: not a CV workdir")
+        record = json.loads((source / checkpointing.CV_FILE).read_text())
+        if "bag_of" in record:
+            raise checkpointing.CheckpointMismatchError(
+                f"{source} is itself a bag of CVs; name its CVs instead"
+            )
+        unfinished = [
+            str(d) for d in checkpointing.fold_workdirs(source) if not (d / HELDOUT_JSON).is_file()
+        ]
+        if unfinished:
+            raise checkpointing.CheckpointMismatchError(
+                f"{source}: unfinished folds {unfinished}; run that CV to its end"
+            )
+        records.append(record)
+    for source, record in zip(sources[1:], records[1:]):
+        if (record["by"], record["folds"]) != (records[0]["by"], records[0]["folds"]):
+            raise checkpointing.CheckpointMismatchError(
+                f"{source} holds out by {record['by']} in {record['folds']} folds, {sources[0]} "
+                f"by {records[0]['by']} in {records[0]['folds']}: a bag needs the same folds"
+            )
+    relative = [os.path.relpath(pathlib.Path(s).absolute(), workdir.absolute()) for s in sources]
+    record = dict(
+        by=records[0]["by"],
+        folds=records[0]["folds"],
+        bag_of=relative,
+        fold_workdirs=[
+            os.path.join(source, name)
+            for source, r in zip(relative, records)
+            for name in r["fold_workdirs"]
+        ],
+        config=records[0]["config"],
+    )
+    _heldout_folds(workdir, record)  # the folds must match before anything is written
+    _write_record(workdir, record)
+    return write_report(workdir)
+
+
+def _heldout_folds(workdir: pathlib.Path, record: dict) -> list:
+    """(name, held-out predictions, fold record) of each fold of a CV; of a bag of CVs, the mean
+    of its CVs' probabilities on each fold, which must hold the same paintings and classes."""
+    if "bag_of" not in record:
+        return [(d.name, *load_heldout(d)) for d in checkpointing.fold_workdirs(workdir)]
+    sources = [pathlib.Path(os.path.normpath(workdir / s)) for s in record["bag_of"]]
+    cvs = [[load_heldout(d) for d in checkpointing.fold_workdirs(s)] for s in sources]
+    if len({len(folds) for folds in cvs}) > 1:
+        raise checkpointing.CheckpointMismatchError(
+            f"{workdir}: the bagged CVs {record['bag_of']} differ in fold count"
+        )
+    found = []
+    for k, parts in enumerate(zip(*cvs)):
+        (first, held), others = parts[0], parts[1:]
+        for source, (other, _) in zip(sources[1:], others):
+            same = (other.classes, other.filenames) == (first.classes, first.filenames)
+            if not same or not np.array_equal(other.labels, first.labels):
+                raise checkpointing.CheckpointMismatchError(
+                    f"{source}: fold {k} holds other paintings or classes than {sources[0]}: "
+                    "a bag needs CVs of one class set and folds"
+                )
+        mean = dataclasses.replace(
+            first, probabilities=np.mean([p.probabilities for p, _ in parts], axis=0)
+        )
+        held = dict(held, calibrated=np.mean([h["calibrated"] for _, h in parts], axis=0))
+        found.append((f"fold_{k}", mean, held))
+    return found
+
+
 def cv_report(workdir) -> dict:
     """Per-fold metrics and their mean ± std; the pooled held-out predictions' metrics (confusion
     matrix and per-class P/R/F1, or mAP and per-genre AP); per held-out artist, the share of their
@@ -170,12 +252,11 @@ def cv_report(workdir) -> dict:
     workdir = pathlib.Path(workdir)
     record = json.loads((workdir / checkpointing.CV_FILE).read_text())
     folds, pooled, calibrated = [], [], []
-    for fold_dir in checkpointing.fold_workdirs(workdir):
-        found, held = load_heldout(fold_dir)
+    for name, found, held in _heldout_folds(workdir, record):
         fold_report = found.report(held["artist_genres"])
         folds.append(
             dict(
-                fold=fold_dir.name,
+                fold=name,
                 images=len(found.filenames),
                 heldout_artists=held["heldout_artists"],
                 **_headline(fold_report),

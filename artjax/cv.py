@@ -6,7 +6,12 @@
 `--by artist`: folds of held-out artists (`--folds 0`: one artist per fold); `--by image`: K folds
 of the non-test images. Running it again resumes; `artjax.evaluate --workdir checkpoints/<cv>`
 scores the bag of the fold models on the fixed test split. `--report_only` rewrites the report of
-a finished CV from its folds' stored held-out predictions (no --config, nothing trained). What it
+a finished CV from its folds' stored held-out predictions (no --config, nothing trained).
+
+  python -m artjax.cv --workdir checkpoints/<bag> --bag_of checkpoints/<cv1>,checkpoints/<cv2>
+
+bags finished CVs of one class set and folds (e.g. two recipes): the report of their mean held-out
+probabilities, and a workdir that evaluates and predicts with all their fold models. What it
 writes: `artjax.crossval`.
 """
 
@@ -27,10 +32,14 @@ from artjax import cli, configs, crossval
 
 def main(argv):
     args = cli.start(argv)
-    if not args.report_only and args.config is None:
-        raise app.UsageError("--config is required (except with --report_only)")
+    if not (args.report_only or args.bag_of) and args.config is None:
+        raise app.UsageError("--config is required (except with --report_only or --bag_of)")
+    if len(args.bag_of) == 1:
+        raise app.UsageError("--bag_of takes two or more CV workdirs")
     with cli.reported_errors():
-        if args.report_only:
+        if args.bag_of:
+            report = crossval.bag_cvs(args.workdir, args.bag_of)
+        elif args.report_only:
             report = crossval.write_report(args.workdir)
         else:
             report = crossval.run_cv(args.config, args.workdir, args.folds, args.by)
@@ -44,5 +53,6 @@ if __name__ == "__main__":
     flags.DEFINE_integer("folds", 5, "Number of folds (--by artist: 0 = one artist per fold).")
     flags.DEFINE_enum("by", "artist", list(crossval.HELDOUT), "Hold out whole artists or images.")
     flags.DEFINE_bool("report_only", False, "Only rewrite the report of a finished CV.")
+    flags.DEFINE_list("bag_of", [], "Finished CV workdirs to bag (same folds) into --workdir.")
     flags.mark_flags_as_required(["workdir"])
     app.run(main, flags_parser=configs.parse_flags)

@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from artjax import checkpointing, crossval, evaluation, hooks, train_state, trainer
 from artjax.data import catalog, splits
 from artjax.data import input_pipeline as ip
-from tests.conftest import PROJECT_ROOT, make_config, make_tiny_port
+from tests.conftest import PROJECT_ROOT, make_config, make_tiny_port, run_command
 
 STUDY_TEST_FILES = PROJECT_ROOT / "tests" / "data" / "study_test_files.txt"
 
@@ -255,6 +255,41 @@ def test_a_cv_killed_and_rerun_equals_the_uninterrupted_cv(cv_run, tmp_path):
         np.testing.assert_allclose(mine.probabilities, theirs.probabilities, rtol=1e-5, atol=1e-6)
     with pytest.raises(checkpointing.CheckpointMismatchError, match="another cross-validation"):
         crossval.run_cv(config, tmp_path / "cv", 3, "artist")
+
+
+@pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
+def test_a_bag_of_cvs_averages_their_heldout_probabilities_fold_by_fold(cv_run, tmp_path):
+    _, root, report = cv_run
+    # Another recipe's CV of the same folds: its held-out probabilities in reversed class order.
+    other = tmp_path / "other"
+    shutil.copytree(root / "cv", other, ignore=shutil.ignore_patterns("checkpoints"))
+    for fold_dir in checkpointing.fold_workdirs(other):
+        with np.load(fold_dir / crossval.HELDOUT_NPZ) as f:
+            stored = dict(f)
+        stored["probabilities"] = stored["probabilities"][:, ::-1]
+        stored["calibrated"] = stored["calibrated"][:, ::-1]
+        np.savez(fold_dir / crossval.HELDOUT_NPZ, **stored)
+    bag = crossval.bag_cvs(tmp_path / "bag", [root / "cv", other])
+    mine = [crossval.load_heldout(d)[0] for d in checkpointing.fold_workdirs(root / "cv")]
+    labels = np.concatenate([p.labels for p in mine])
+    mean = np.concatenate([(p.probabilities + p.probabilities[:, ::-1]) / 2 for p in mine])
+    assert bag["pooled"]["accuracy"] == pytest.approx(skm.accuracy_score(labels, mean.argmax(-1)))
+    assert bag["pooled"]["accuracy"] != report["pooled"]["accuracy"]
+    folds = checkpointing.fold_workdirs(tmp_path / "bag")  # evaluate and predict use them all
+    assert [d.resolve() for d in folds] == [
+        d.resolve() for cv in (root / "cv", other) for d in checkpointing.fold_workdirs(cv)
+    ]
+    # a bag of a CV with itself is that CV
+    assert crossval.bag_cvs(tmp_path / "same", [root / "cv"] * 2)["pooled"] == report["pooled"]
+    # other paintings in a fold: an error naming the CV, from the command too
+    stored["filenames"] = stored["filenames"][::-1]
+    np.savez(fold_dir / crossval.HELDOUT_NPZ, **stored)
+    found = run_command(
+        ["artjax.cv", "--workdir", tmp_path / "mixed", "--bag_of", f"{root / 'cv'},{other}"]
+    )
+    assert found.returncode == 1
+    assert f"error: {other}" in found.stderr and "holds other paintings" in found.stderr
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_a_bag_of_identical_models_equals_the_model(synthetic_root, tmp_path):
