@@ -110,6 +110,10 @@ def base_config() -> ml_collections.ConfigDict:
     # RESULTS.md).
     config.normalize_class_weights = True
     config.label_smoothing = 0.0
+    # mixup (Zhang et al.): each training input, image or cached features, is mixed with another
+    # of its device's share at a weight drawn from Beta(mixup_alpha, mixup_alpha), and so is its
+    # loss. 0: off.
+    config.mixup_alpha = 0.0
     # Multi-label class sets: "sigmoid" (binary cross-entropy per class) or "softmax" (softmax
     # cross-entropy against the listed genres as a uniform soft target); steps.MULTI_LABEL_LOSSES
     config.multi_label_loss = "sigmoid"

@@ -104,6 +104,23 @@ def probabilities(logits, multi_label: bool, multi_label_loss: str = "sigmoid"):
     return jax.nn.softmax(logits)
 
 
+MIXUP_STREAM = 1  # fold_in tag: mixup's draws, apart from dropout's
+
+
+def mixup(rng, batch_size: int, alpha: float):
+    """(partner, weight): example i is mixed with example partner[i] (a random permutation of the
+    batch) at weight[i] ~ Beta(alpha, alpha), its partner at 1 - weight[i]."""
+    permutation_key, weight_key = jax.random.split(rng)
+    partner = jax.random.permutation(permutation_key, batch_size)
+    return partner, jax.random.beta(weight_key, alpha, alpha, (batch_size,))
+
+
+def mix(x, partner, weight):
+    """weight * x + (1 - weight) * x[partner], along the batch axis."""
+    w = weight.reshape(-1, *([1] * (x.ndim - 1))).astype(x.dtype)
+    return w * x + (1 - w) * x[partner]
+
+
 def _variables(state, params):
     return (
         {"params": params, "batch_stats": state.batch_stats}
@@ -122,6 +139,7 @@ def train_step(
     trainable: frozenset | None = None,
     apply_fn=None,
     multi_label_loss: str = "sigmoid",
+    mixup_alpha: float = 0.0,
 ):
     """One optimizer step on this device's share of the global batch.
 
@@ -140,11 +158,21 @@ def train_step(
 
     Multi-label batches (multi-hot `label`) use `multi_label_loss`; accuracy is then the share whose
     top class is one of the listed ones.
+
+    `mixup_alpha` > 0: inputs are mixed in pairs within this device's share (`mixup`); an example's
+    loss and weight are its pair's, mixed at the same weight (cross-entropy is linear in the
+    target, so this is the loss against the mixed targets). Accuracy counts the first label.
     """
     apply_fn = apply_fn or state.apply_fn
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
-    labels = batch["label"]
+    labels, inputs = batch["label"], batch["image"]
     weights = example_weights(class_weights, labels)
+    if mixup_alpha:
+        mixup_rng = jax.random.fold_in(rng, MIXUP_STREAM)
+        partner, mixed = mixup(mixup_rng, labels.shape[0], mixup_alpha)
+        inputs = mix(inputs, partner, mixed)
+        pair_weights = (mixed * weights, (1 - mixed) * weights[partner])
+        weights = pair_weights[0] + pair_weights[1]
     local_denominator = jnp.sum(weights) if normalize_weights else jnp.float32(labels.shape[0])
     denominator = jax.lax.psum(local_denominator, AXIS)
 
@@ -155,13 +183,17 @@ def train_step(
         params = traverse_util.unflatten_dict({**flat_params, **diff_params})
         logits, updates = apply_fn(
             _variables(state, params),
-            batch["image"],
+            inputs,
             train=True,
             rngs={"dropout": rng},
             mutable=["batch_stats"],
         )
         losses = example_losses(logits, labels, label_smoothing, multi_label_loss)
-        return jnp.sum(losses * weights) / denominator, (logits, updates)
+        if not mixup_alpha:
+            return jnp.sum(losses * weights) / denominator, (logits, updates)
+        partner_losses = example_losses(logits, labels[partner], label_smoothing, multi_label_loss)
+        weighted = pair_weights[0] * losses + pair_weights[1] * partner_losses
+        return jnp.sum(weighted) / denominator, (logits, updates)
 
     (local_loss, (logits, updates)), diff_grads = jax.value_and_grad(loss_fn, has_aux=True)(
         differentiated

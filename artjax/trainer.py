@@ -183,6 +183,7 @@ def pmapped_steps(config, data, state, plan, apply_fn) -> tuple[Callable, Callab
         trainable=None if len(trainable) == len(jax.tree.leaves(state.params)) else trainable,
         apply_fn=apply_fn,
         multi_label_loss=config.multi_label_loss,
+        mixup_alpha=config.mixup_alpha,
     )
     eval_step = functools.partial(
         steps.eval_step, apply_fn=apply_fn, multi_label_loss=config.multi_label_loss

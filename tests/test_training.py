@@ -293,6 +293,49 @@ def test_class_weighted_loss_is_the_weighted_mean_or_keras_semantics(tmp_path, n
     np.testing.assert_allclose(metrics["loss"][0], expected, rtol=1e-5)
 
 
+def test_mixup_is_the_cross_entropy_of_mixed_inputs_against_mixed_targets(tmp_path):
+    import optax
+
+    config = tiny_config("", tmp_path, **{"optimizer.name": "sgd", "optimizer.learning_rate": 0.0})
+    model = models.create_model(config.model, 6, axis_name=steps.AXIS)
+    state = train_state.create_train_state(config, model, steps_per_epoch=4)
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(4, 2, 48, 48, 3)).astype(np.float32)
+    labels = rng.integers(0, 6, (4, 2)).astype(np.int32)
+    p_step = jax.pmap(
+        functools.partial(steps.train_step, class_weights=jnp.ones(6), mixup_alpha=0.4),
+        axis_name=steps.AXIS,
+        devices=jax.devices()[:4],
+    )
+    _, metrics = p_step(
+        steps.replicate(state, jax.devices()[:4]), {"image": images, "label": labels}
+    )
+    losses = []
+    for device in range(4):  # each device's pairs, from the step's key as train_step derives it
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, 0), device)
+        partner, weight = steps.mixup(jax.random.fold_in(key, steps.MIXUP_STREAM), 2, 0.4)
+        w = np.asarray(weight)[:, None]
+        mixed = np.einsum("b,bhwc->bhwc", w[:, 0], images[device])
+        mixed += np.einsum("b,bhwc->bhwc", 1 - w[:, 0], images[device][np.asarray(partner)])
+        one_hot = np.eye(6)[labels[device]]
+        targets = w * one_hot + (1 - w) * one_hot[np.asarray(partner)]
+        logits = model.apply({"params": state.params}, mixed)
+        losses.append(optax.softmax_cross_entropy(logits, targets))
+    np.testing.assert_allclose(metrics["loss"][0], np.mean(losses), rtol=1e-5)
+
+
+def test_mixup_pairs_a_permutation_at_beta_distributed_weights():
+    partner, weight = steps.mixup(jax.random.PRNGKey(0), 20000, 0.4)
+    assert sorted(np.asarray(partner).tolist()) == list(range(20000))
+    # Beta(0.4, 0.4): mean 1/2, variance 1 / (4 (2 * 0.4 + 1)) = 0.1389
+    assert float(np.mean(weight)) == pytest.approx(0.5, abs=0.01)
+    assert float(np.var(weight)) == pytest.approx(1 / (4 * 1.8), abs=0.005)
+    x = np.arange(12.0).reshape(4, 3)
+    found = steps.mix(jnp.asarray(x), jnp.array([1, 0, 3, 2]), jnp.array([1.0, 0.0, 0.25, 0.5]))
+    expected = [x[0], x[0], 0.25 * x[2] + 0.75 * x[3], 0.5 * x[3] + 0.5 * x[2]]
+    np.testing.assert_allclose(found, expected)
+
+
 def test_multi_view_evaluation_is_the_mean_of_the_views_logits(tmp_path):
     overrides = {"model.name": "resnet", "model.stage_sizes": (1,), "model.width": 4}
     config = tiny_config("", tmp_path, **overrides)
