@@ -3,8 +3,6 @@
 import functools
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -197,9 +195,7 @@ def test_restore_onto_another_device_count(synthetic_root, tmp_path):
         "import jax; from artjax import evaluation; assert jax.local_device_count() == 1; "
         f"r = evaluation.evaluate({str(tmp_path / 'run')!r}, 'val', 'latest'); print(r['accuracy'])"
     )
-    one_device = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    one_device = run_command([], code=code, env=env, timeout=300)  # its JAX backend: 1 device
     assert one_device.returncode == 0, one_device.stderr[-2000:]
     four_devices = evaluation.evaluate(tmp_path / "run", "val", "latest")
     assert float(one_device.stdout.strip().splitlines()[-1]) == pytest.approx(
