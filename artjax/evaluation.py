@@ -18,7 +18,6 @@ import pathlib
 import jax
 import numpy as np
 import pandas as pd
-from flax import jax_utils
 from sklearn import metrics as skm
 
 from artjax import (
@@ -236,7 +235,7 @@ def model_predictions(config, run, state, data, split: str, probe: str = "") -> 
     eval_step = functools.partial(steps.eval_step, multi_label_loss=config.multi_label_loss)
     p_eval_step = jax.pmap(eval_step, axis_name=steps.AXIS)
     batches = ip.eval_dataset(data, split, config, num_devices, probe).as_numpy_iterator()
-    metrics, found = evaluate_split(p_eval_step, jax_utils.replicate(state), batches, split)
+    metrics, found = evaluate_split(p_eval_step, steps.replicate(state), batches, split)
     return predictions_of(
         config, data, found["logits"], found["labels"], found["filenames"], metrics[f"{split}_loss"]
     )

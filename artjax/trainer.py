@@ -91,7 +91,7 @@ def backbone_features(data, config, model, state, num_devices: int) -> dict:
     """split -> the frozen backbone's features of the train and val images, computed now or read
     from the shared cache (`freeze.feature_cache`), which holds every image of the class set."""
     p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
-    variables = jax_utils.replicate({"params": state.params, "batch_stats": state.batch_stats})
+    variables = steps.replicate({"params": state.params, "batch_stats": state.batch_stats})
 
     def compute(split_data, split):
         batches = ip.eval_dataset(split_data, split, config, num_devices).as_numpy_iterator()

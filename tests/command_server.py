@@ -89,10 +89,7 @@ def _handle(connection: socket.socket) -> None:
     """In a forked handler: runs one request in a child of its own and reports on it."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server's SIG_IGN would hide the child
     stream = connection.makefile("rw")
-    line = stream.readline()
-    if not line:  # a probe: is the server there?
-        os._exit(0)
-    request = json.loads(line)
+    request = json.loads(stream.readline())
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()

@@ -205,8 +205,6 @@ def _start_command_server(files: pathlib.Path) -> str:
     address = files / "socket"
     with open(files / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if address.exists() and not _accepts(address):
-            address.unlink()  # a server of an earlier run with this process id
         if not address.exists():
             log = files / "server.log"
             owner = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
@@ -227,17 +225,6 @@ def _start_command_server(files: pathlib.Path) -> str:
     return str(address)
 
 
-def _accepts(address: pathlib.Path) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(address))
-        except OSError:
-            return False
-    return True
-
-
 _command_server_address = None
 
 
@@ -246,9 +233,12 @@ def command_server_address() -> str:
     if _command_server_address is None:
         import tempfile
 
-        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
-        files = pathlib.Path(tempfile.gettempdir()) / f"artjax_commands_{run}"
-        files.mkdir(exist_ok=True)
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of a run
+        if run:
+            files = pathlib.Path(tempfile.gettempdir()) / f"artjax_commands_{run}"
+            files.mkdir(exist_ok=True)
+        else:
+            files = pathlib.Path(tempfile.mkdtemp(prefix="artjax_commands_"))
         _command_server_address = _start_command_server(files)
     return _command_server_address
 
