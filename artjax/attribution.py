@@ -63,7 +63,9 @@ def last_feature_map(model, variables, image_shape) -> str:
 
 
 def _target_logits(logits, targets):
-    return jnp.take_along_axis(logits, targets[:, None], axis=1)[:, 0]
+    # a one-hot product, not a gather, so the exported Grad-CAM converts to TFLite (whose
+    # converter takes no gather of a batch of unknown size)
+    return jnp.sum(logits * jax.nn.one_hot(targets, logits.shape[-1], dtype=logits.dtype), -1)
 
 
 def grad_cam_fn(model, layer: str):

@@ -34,6 +34,7 @@ if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax
     startup.before_imports()
 
 import os
+import tempfile
 
 import jax
 from absl import app, flags
@@ -43,9 +44,9 @@ from artjax import benchmarks, cli, configs, host_memory
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator"):
+    if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator", "export"):
         raise app.UsageError(
-            "usage: python -m artjax.bench pipeline|train|accelerator [--config ...]"
+            "usage: python -m artjax.bench pipeline|train|accelerator|export [--config ...]"
         )
     cli.setup_process()
     # applied before the imports when run as a script; reports it
@@ -77,6 +78,8 @@ def main(argv):
                 f"{r['step_ms']:>8.1f} ms/step  MFU {mfu}  peak memory {mem}"
             )
         return
+    if argv[1] == "export":
+        return _bench_export(F)
     if argv[1] == "train":
         print(
             f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, "
@@ -107,6 +110,34 @@ def main(argv):
         )
 
 
+def _bench_export(F):
+    if not F.workdir:
+        raise app.UsageError("export needs --workdir")
+    paintings = F.paintings or benchmarks.run_data_root(F.workdir)
+    with tempfile.TemporaryDirectory() as scratch:
+        rows, export_seconds, dimensions = benchmarks.bench_export(
+            F.workdir, paintings, F.images, F.batch, F.rounds, F.output or scratch
+        )
+    print(
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores; {F.workdir}: "
+        f"{F.images} real paintings of {paintings}, batch 1 and {F.batch}, best of {F.rounds} "
+        f"round(s); export took {', '.join(f'{k} {v:.0f} s' for k, v in export_seconds.items())}"
+    )
+    print(
+        f"{'path':<38}{'ready s':>8}{'b=1 /s':>9}{f'b={F.batch} /s':>9}{'p50 ms':>9}"
+        f"{'p99 ms':>9}  max |p - Predictor|"
+    )
+    for r in rows:
+        print(
+            f"{r['path']:<38}{r['ready_seconds']:>8.1f}{r['batch1_per_second']:>9.2f}"
+            f"{r['batched_per_second']:>9.2f}{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
+            f"  {r['max_abs_difference']:.1e}"
+        )
+    print(f"nearest neighbours by brute force, {dimensions}-dimensional embeddings, k=8:")
+    for r in benchmarks.bench_nearest(dimensions, [int(s) for s in F.index_sizes]):
+        print(f"  {r['size']:>9,} paintings: {r['ms']:8.2f} ms per query, {r['gib']:6.2f} GiB")
+
+
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
     flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
@@ -122,5 +153,16 @@ if __name__ == "__main__":
     )
     flags.DEFINE_list("sizes", ["224", "200"], "Image sizes (accelerator).")
     flags.DEFINE_list("dtypes", ["bfloat16", "float32"], "Compute dtypes (accelerator).")
+    flags.DEFINE_string("workdir", None, "A trained run or CV workdir to export and time (export).")
+    flags.DEFINE_string(
+        "paintings",
+        None,
+        "A Kaggle-layout folder of paintings to time on (export; default: the run's data.root).",
+    )
+    flags.DEFINE_integer("batch", 32, "The batch size besides 1 (export).")
+    flags.DEFINE_string("output", None, "Keep the exports here (export; default: a temp dir).")
+    flags.DEFINE_list(
+        "index_sizes", ["10000", "100000", "500000"], "Index sizes for nearest neighbours (export)."
+    )
     flags.DEFINE_integer("batch_per_device", 256, "Per-device batch (accelerator).")
     app.run(main, flags_parser=configs.parse_flags)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import multiprocessing
+import os
 import pathlib
 import platform
 import time
@@ -309,4 +310,134 @@ def bench_accelerator(
                         peak_memory_gib=memory / 2**30 if memory else None,
                     )
                 )
+    return rows
+
+
+# --- the exported model against the library (python -m artjax.bench export) ---------------------
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _serving_paths(workdir, fmt_dir) -> dict:
+    """{path name: (load(), run(list of encoded paintings) -> probabilities)} for the Predictor,
+    the SavedModel's serve_encoded and TFLite (decoded and resized by TensorFlow first, as an
+    application does)."""
+    import tensorflow as tf
+
+    from artjax import inference
+    from artjax.serving import exported
+
+    paths = {}
+    holder = {}
+
+    def load_predictor():
+        holder["predictor"] = inference.Predictor(workdir)
+
+    def run_predictor(encoded):
+        predictor = holder["predictor"]
+        return predictor.probabilities_of(np.stack([predictor.preprocess(e) for e in encoded]))
+
+    paths["Predictor (JAX)"] = (load_predictor, run_predictor)
+
+    def load_savedmodel():
+        holder["savedmodel"] = tf.saved_model.load(str(fmt_dir["savedmodel"]))
+
+    def run_savedmodel(encoded):
+        signature = holder["savedmodel"].signatures["serve_encoded"]
+        return signature(encoded=tf.constant(encoded))["probabilities"].numpy()
+
+    paths["SavedModel serve_encoded"] = (load_savedmodel, run_savedmodel)
+    record = exported.read_record(fmt_dir["tflite"])
+    resize = pp.compose(ip.decode_ops(record["image_size"]))
+
+    def load_tflite():
+        interpreter = tf.lite.Interpreter(
+            model_path=str(fmt_dir["tflite"] / exported.TFLITE_FILE), num_threads=os.cpu_count()
+        )
+        holder["tflite"] = interpreter.get_signature_runner("serving_default")
+
+    def run_tflite(encoded):
+        images = np.stack([resize({"image": tf.constant(e)})["image"] for e in encoded])
+        return holder["tflite"](images=images)["probabilities"]
+
+    paths["TFLite (XNNPACK), TF decode+resize"] = (load_tflite, run_tflite)
+    return paths
+
+
+def bench_export(workdir, paintings_root, count: int, batch: int, repeats: int, output) -> list:
+    """One row per path (`_serving_paths`): seconds from loading to the first answer (one
+    painting), paintings/s at batch 1 and at `batch`, and batch-1 latency p50/p99, on `count` real
+    paintings (`repeats` passes each; the best pass's rate). Exports the run to `output` first."""
+    from artjax.serving import exported
+
+    files = sorted(catalog.read_catalog(paintings_root, include_multi_genre=True).images["path"])
+    if not files:
+        raise catalog.DataError(f"{paintings_root}: no paintings to time")
+    chosen = [files[i] for i in np.linspace(0, len(files) - 1, count).astype(int)]
+    encoded = [pathlib.Path(f).read_bytes() for f in chosen]
+    output = pathlib.Path(output)
+    fmt_dir = {fmt: output / fmt for fmt in exported.FORMATS}
+    export_seconds = {
+        fmt: _timed(lambda: exported.export(workdir, path, fmt)) for fmt, path in fmt_dir.items()
+    }
+    dimensions = exported.read_record(fmt_dir["savedmodel"])["embedding_dimensions"]
+    rows, reference = [], None
+    for name, (load, run) in _serving_paths(workdir, fmt_dir).items():
+        ready = _timed(lambda: (load(), run(encoded[:1])))
+        run(encoded[:batch])  # the batch shape compiled once, as a server would at start
+        latencies = []
+        for _ in range(repeats):
+            latencies += [_timed(lambda: run([e])) for e in encoded]
+        batched = [
+            _timed(lambda: [run(encoded[i : i + batch]) for i in range(0, count, batch)])
+            for _ in range(repeats)
+        ]
+        found = np.concatenate([run(encoded[i : i + batch]) for i in range(0, count, batch)])
+        reference = found if reference is None else reference
+        rows.append(
+            dict(
+                path=name,
+                ready_seconds=ready,
+                batch1_per_second=1.0 / float(np.mean(latencies)),
+                batched_per_second=count / min(batched),
+                p50_ms=1e3 * float(np.percentile(latencies, 50)),
+                p99_ms=1e3 * float(np.percentile(latencies, 99)),
+                max_abs_difference=float(np.abs(found - reference).max()),
+            )
+        )
+    return rows, export_seconds, dimensions
+
+
+def run_data_root(workdir) -> str:
+    """The data.root a run (or a CV's first fold) was trained on."""
+    from artjax import checkpointing
+
+    run = (
+        checkpointing.fold_workdirs(workdir)[0] if checkpointing.is_cv_workdir(workdir) else workdir
+    )
+    return checkpointing.read_run(run)["config"]["data"]["root"]
+
+
+def bench_nearest(dimensions: int, sizes, queries: int = 20, seed: int = 0) -> list[dict]:
+    """Brute-force nearest neighbours (`collection.CollectionIndex.nearest`: one matrix-vector
+    product and a partial sort) over `size` random unit embeddings: median ms per query (k=8) and
+    the matrix's memory."""
+    from artjax.serving import collection
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size in sizes:
+        embeddings = rng.standard_normal((size, dimensions), dtype=np.float32)
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        index = collection.CollectionIndex("", embeddings, [""] * size, [], [], [], [0])
+        probes = rng.standard_normal((queries, dimensions), dtype=np.float32)
+        index.nearest(probes[0])
+        times = [_timed(lambda: index.nearest(q, 8)) for q in probes]
+        rows.append(
+            dict(size=size, ms=1e3 * float(np.median(times)), gib=embeddings.nbytes / 2**30)
+        )
     return rows

@@ -109,6 +109,26 @@ def truncate_metrics(workdir, step: int) -> list[dict]:
     return rows[len(kept) :]
 
 
+class BestInMetricsFile:
+    """An Orbax preservation policy: the checkpoint with the highest `metric`, the latest of equals
+    (as `Checkpoints.best_step`). Orbax keeps no metrics of the checkpoints that an earlier process
+    saved, and its BestN keeps every such checkpoint; metrics.jsonl has them all."""
+
+    def __init__(self, workdir, metric: str):
+        self.workdir, self.metric = workdir, metric
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        del context
+        logged = {m["step"]: m[self.metric] for m in read_metrics(self.workdir) if self.metric in m}
+        scored = [
+            ((info.metrics or {}).get(self.metric, logged.get(info.step)), info.step)
+            for info in checkpoints
+        ]
+        known = [(score, step) for score, step in scored if score is not None]
+        best = max(known)[1] if known else None
+        return [info.step == best for info in checkpoints]
+
+
 class Checkpoints:
     """Keeps the latest `keep` checkpoints plus the best one by `best_metric` (higher is better)."""
 
@@ -119,8 +139,7 @@ class Checkpoints:
         policy = checkpoint_managers.AnyPreservationPolicy(
             [
                 checkpoint_managers.LatestN(keep),
-                # keeps the highest
-                checkpoint_managers.BestN(get_metric_fn=lambda m: m[best_metric], n=1),
+                BestInMetricsFile(self.workdir, best_metric),
             ]
         )
         if jax.process_index() == 0:

@@ -77,9 +77,10 @@ def define_checkpoint_flags(required: bool = True) -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors of bad input or a damaged run: a message, not a traceback, is the answer."""
-    from artjax import calibration, checkpointing, evaluation, hooks, serving, transfer
+    from artjax import calibration, checkpointing, evaluation, hooks, transfer
     from artjax.data import catalog, splits
     from artjax.models import porting
+    from artjax.serving import exported
 
     return (
         catalog.DataError,
@@ -92,7 +93,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         porting.PortError,
         hooks.NonFiniteLossError,
         evaluation.UnsupportedRunError,
-        serving.ExportError,
+        exported.ExportError,
         FileNotFoundError,
         PermissionError,
     )

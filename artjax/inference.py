@@ -112,9 +112,12 @@ class Predictor:
         ]
         return np.mean(found, axis=0)
 
+    def preprocess(self, encoded: bytes) -> np.ndarray:
+        """JPEG or PNG bytes -> the model's input (its views where it has several)."""
+        return np.asarray(self._preprocess({"image": tf.constant(encoded)})["image"])
+
     def probabilities(self, encoded: bytes) -> np.ndarray:
-        image = self._preprocess({"image": tf.constant(encoded)})["image"]
-        return self.probabilities_of(np.asarray(image)[None])[0]
+        return self.probabilities_of(self.preprocess(encoded)[None])[0]
 
     def predict_files(self, paths, batch_size: int = 32) -> tuple[np.ndarray, list, list]:
         """(probabilities [N, C] of the readable files, their paths, "path: why" of the others)."""
@@ -126,7 +129,7 @@ class Predictor:
                 errors.append(str(e))
                 continue
             readable.append(path)
-            images.append(np.asarray(self._preprocess({"image": tf.constant(encoded)})["image"]))
+            images.append(self.preprocess(encoded))
         found = [
             self.probabilities_of(np.stack(images[i : i + batch_size]))
             for i in range(0, len(images), batch_size)

@@ -81,15 +81,40 @@ def test_patches_max_pool_equals_xla_including_ties(window, stride, pad):
     size = max(11, 2 * window + 1)
     x = np.random.default_rng(0).normal(size=(2, size, size - 1, 3)).astype(np.float32)
     x = jnp.asarray(np.maximum(np.round(x, 1), 0))
-    pools = {"xla": layers.max_pool, "patches": cpu_ops.max_pool}
+    pools = {
+        "xla": layers.max_pool,
+        "patches": cpu_ops.max_pool,
+        "tflite": cpu_ops.max_pool_4d_grad,
+    }
     fwd = {impl: pool(x, window, stride, pad) for impl, pool in pools.items()}
     np.testing.assert_array_equal(fwd["patches"], fwd["xla"])
+    np.testing.assert_array_equal(fwd["tflite"], fwd["xla"])
     cotangent = jnp.asarray(np.random.default_rng(1).normal(size=fwd["xla"].shape), jnp.float32)
     grads = {
         impl: jax.grad(lambda a: jnp.sum(pool(a, window, stride, pad) * cotangent))(x)
         for impl, pool in pools.items()
     }
     np.testing.assert_array_equal(grads["patches"], grads["xla"])
+    np.testing.assert_array_equal(grads["tflite"], grads["xla"])
+
+
+def test_the_platform_conv_runs_the_cpu_kernels_on_cpu_and_keeps_xlas_for_cuda():
+    """An export for cpu and cuda holds both branches; on CPU it computes the CPU kernels' result
+    (the XLA convolution only serves the cuda branch)."""
+    from artjax import models
+
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(2, 9, 9, 4)), jnp.float32)
+    conv = models.PlatformConv(5, 3, 2, "same", name="conv")
+    variables = conv.init(jax.random.PRNGKey(0), x)
+    apply = jax.jit(lambda x: conv.apply(variables, x))
+    both = jax.export.export(apply, platforms=("cpu", "cuda"))(x)
+    cpu_only = jax.export.export(apply, platforms=("cpu",))(x)
+    assert "stablehlo.convolution" in both.mlir_module()
+    assert "stablehlo.convolution" not in cpu_only.mlir_module()  # slices, a gather, a matmul
+    kernel, padding = variables["params"]["kernel"], [layers.same_padding(9, 3, 2)] * 2
+    np.testing.assert_array_equal(both.call(x), cpu_ops.conv2d(x, kernel, 2, padding))
+    np.testing.assert_allclose(both.call(x), layers.conv2d(x, kernel, 2, padding), atol=1e-5)
 
 
 def test_patches_conv_in_bfloat16_matches_xla_within_bfloat16_rounding():

@@ -376,7 +376,8 @@ def test_a_run_trained_from_the_lite0_port_exports_the_predictors_probabilities(
     # A head trained on the synthetic set over EfficientNet-Lite0's ported ImageNet weights
     # (frozen, cached features; at a small size), exported: its SavedModel gives the Predictor's
     # probabilities on real paintings (training from a port: test_transfer; the CLI: test_training).
-    from artjax import inference, serving, trainer
+    from artjax import inference, trainer
+    from artjax.serving import exported
     from tests.test_export import PARITY_ATOL, real_paintings
 
     _, variables, _, meta = lite0
@@ -396,7 +397,7 @@ def test_a_run_trained_from_the_lite0_port_exports_the_predictors_probabilities(
         },
     )
     trainer.train_and_evaluate(config, tmp_path / "run")
-    serving.export(tmp_path / "run", tmp_path / "savedmodel")
+    exported.export(tmp_path / "run", tmp_path / "savedmodel")
     paths = real_paintings(real_data_root)
     expected, _, _ = inference.Predictor(tmp_path / "run").predict_files(paths)
     loaded = tf.saved_model.load(str(tmp_path / "savedmodel"))

@@ -133,6 +133,24 @@ def test_a_crash_between_the_metrics_line_and_the_checkpoint_leaves_no_duplicate
     assert _scalars(tmp_path / "run" / "tensorboard", "val_accuracy") == [m["step"] for m in theirs]
 
 
+def test_retention_after_a_fallback_keeps_the_latest_checkpoints_and_the_best(
+    finished_run, tmp_path
+):
+    # The newest checkpoint is unreadable and moved aside; the resumed run saves three more.
+    config, run = finished_run
+    workdir = _copy(run, tmp_path)
+    _damage(workdir, checkpointing.Checkpoints(workdir).all_steps()[-1], "truncated")
+    config = config.copy_and_resolve_references()
+    config.num_epochs = 6
+    trainer.train_and_evaluate(config, workdir)
+    kept = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    history = checkpointing.read_metrics(workdir)
+    # the highest validation accuracy of the run, the latest of equals
+    best = max((h["val_accuracy"], h["step"]) for h in history)[1]
+    every = sorted(h["step"] for h in history)
+    assert kept == sorted({*every[-config.keep_checkpoints :], best})
+
+
 def test_checkpoints_left_beyond_the_policy_are_removed_at_start(finished_run, tmp_path, caplog):
     config, run = finished_run
     workdir = _copy(run, tmp_path)

@@ -5,7 +5,8 @@ Every submodule has an explicit `name=`, so ported weights map through explicit 
 (`resnet.port_table`, `efficientnet_lite.port_table`; `porting` applies them). Convolutions and
 max-pooling come in two implementations with the same parameters (`model.conv_impl`): XLA's native
 ops (`layers`) and the custom-VJP kernels for XLA's CPU backend (`cpu_ops`); "auto" takes the CPU
-kernels on CPU and XLA's ops on GPU/TPU.
+kernels on CPU and XLA's ops on GPU/TPU when the program is traced, "by_platform" when it runs
+(both branches are in the program: an exported model serves on either, `artjax.serving`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -33,12 +35,39 @@ class Kernels(NamedTuple):
 
 XLA = Kernels(layers.Conv, layers.max_pool)
 CPU = Kernels(cpu_ops.PatchesConv, cpu_ops.max_pool)
+
+
+class PlatformConv(layers.Conv):
+    """`layers.Conv` (same parameters) as the CPU kernels on CPU and XLA's convolution elsewhere,
+    chosen by the platform the lowered program runs on (`jax.lax.platform_dependent`)."""
+
+    def convolve(self, x, kernel, padding):
+        return jax.lax.platform_dependent(
+            x,
+            kernel,
+            cpu=lambda x, k: cpu_ops.PatchesConv.convolve(self, x, k, padding),
+            default=lambda x, k: layers.Conv.convolve(self, x, k, padding),
+        )
+
+
+def platform_max_pool(x, window: int, stride: int, padding: int):
+    return jax.lax.platform_dependent(
+        x,
+        cpu=lambda x: cpu_ops.max_pool(x, window, stride, padding),
+        default=lambda x: layers.max_pool(x, window, stride, padding),
+    )
+
+
 CONV_IMPLS = Registry(
     "model.conv_impl",
     {
         "auto": lambda: CPU if jax.default_backend() == "cpu" else XLA,
         "xla": lambda: XLA,
         "patches": lambda: CPU,
+        "by_platform": lambda: Kernels(PlatformConv, platform_max_pool),
+        # what TFLite's converter takes: its own convolutions, and a max-pool gradient of
+        # elementwise selects on 4-D arrays (it has no select-and-scatter)
+        "tflite": lambda: Kernels(layers.Conv, cpu_ops.max_pool_4d_grad),
     },
 )
 DTYPES = Registry("model.dtype", {"float32": jnp.float32, "bfloat16": jnp.bfloat16})
@@ -133,6 +162,29 @@ def features_fn(model):
         return per_view(apply, images).reshape(*images.shape[:2], -1)
 
     return features
+
+
+def head_inputs(model, variables, images):
+    """What the model's `head` layer (its classifier) takes for images [b, H, W, 3]: a Backbone's
+    pooled features, the CNN's hidden layer; the mean over the views of views [b, V, H, W, 3]."""
+
+    def one(x):
+        seen = []
+
+        def record(next_fun, args, kwargs, context):
+            if context.method_name == "__call__" and context.module.scope.path == ("head",):
+                seen.append(args[0])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(record):
+            model.apply(variables, x, train=False)
+        if len(seen) != 1:
+            raise ValueError(f"{type(model).__name__}: its head is called {len(seen)} times")
+        return seen[0].astype(jnp.float32)
+
+    if images.ndim == 4:
+        return one(images)
+    return jnp.mean(per_view(one, images), axis=1)
 
 
 def head_apply(model):

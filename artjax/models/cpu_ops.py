@@ -188,6 +188,50 @@ def max_pool(x, window: int, stride: int, padding: int):
     return _max_pool_select_grad(x, window, stride, padding)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_4d_grad(x, window, stride, padding):
+    return _max_pool_select_grad(x, window, stride, padding)
+
+
+def _max_pool_4d_grad_fwd(x, window, stride, padding):
+    y = _max_pool_4d_grad(x, window, stride, padding)
+    return y, (x, y)
+
+
+def _max_pool_4d_grad_bwd(window, stride, padding, residuals, dy):
+    # The first-maximum gradient of `_max_pool_select_grad` with no array of more than 4
+    # dimensions in an elementwise op: TFLite's converter takes no such op (its EQUAL and SELECT
+    # broadcast up to 4 or 5). Each window offset's strided view of x is compared with y.
+    x, y = residuals
+    if window != stride or padding:
+        return _max_pool_select_grad_bwd(window, stride, padding, residuals, dy)
+    n, h, w, c = x.shape
+    ho, wo = y.shape[1:3]
+    k = window
+    taken = jnp.zeros(y.shape, bool)
+    grads = []
+    for i in range(k):
+        for j in range(k):
+            # lax.slice: jnp's strided indexing lowers to a gather here
+            last = (n, i + (ho - 1) * k + 1, j + (wo - 1) * k + 1, c)
+            view = jax.lax.slice(x, (0, i, j, 0), last, (1, k, k, 1))
+            first = (view == y) & ~taken
+            grads.append(jnp.where(first, dy, jnp.zeros_like(dy)))
+            taken = taken | first
+    grad = jnp.stack(grads, axis=-1).reshape(n, ho, wo, c, k, k)
+    grad = jnp.transpose(grad, (0, 1, 4, 2, 5, 3)).reshape(n, ho * k, wo * k, c)
+    return (jnp.pad(grad, ((0, 0), (0, h - ho * k), (0, w - wo * k), (0, 0))),)
+
+
+_max_pool_4d_grad.defvjp(_max_pool_4d_grad_fwd, _max_pool_4d_grad_bwd)
+
+
+def max_pool_4d_grad(x, window: int, stride: int, padding: int):
+    """`max_pool` whose gradient (the same values) has no elementwise op on more than 4
+    dimensions: for TFLite."""
+    return _max_pool_4d_grad(x, window, stride, padding)
+
+
 class PatchesConv(layers.Conv):
     """`layers.Conv` (same parameters) computed with the kernels above."""
 

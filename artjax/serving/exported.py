@@ -1,0 +1,372 @@
+"""A trained run (or a CV workdir's bag of fold models) as a TensorFlow SavedModel or a TFLite file
+with its preprocessing and views inside, converted with jax2tf.
+
+The JAX part (`model_functions`) is what the library computes: `artjax.inference.Predictor`'s
+probabilities (each model's logits averaged over `data.views`, its calibrated temperature, the
+mean over a bag's models), the head's input features as an embedding, and `artjax.attribution`'s
+Grad-CAM. The TensorFlow part is the evaluation preprocessing of `artjax.data` itself
+(`input_pipeline.eval_ops`), so an export and the library see the same pixels.
+
+Convolutions (`CONVOLUTIONS`): the SavedModel's program holds artjax's CPU kernels (slices, one
+gather and matmuls: `models.cpu_ops`) and XLA's convolutions, chosen by the platform it runs on
+(`model.conv_impl=by_platform`), and is serialized for every platform of `PLATFORMS`. TFLite takes
+XLA's convolutions, which its converter maps onto its own kernels (XNNPACK on CPU).
+
+Signatures (the whole list, with shapes, is in export.json's `signatures`):
+  SavedModel  serving_default  images uint8 [N, H, W, 3], any H and W (resized inside)
+              serve_encoded    encoded string [N]: JPEG or PNG bytes (decoded inside)
+              embed            images -> embedding [N, D], L2-normalized
+              explain          images -> the top-k classes and a Grad-CAM map of each, at H x W
+  TFLite      the same without serve_encoded, on images uint8 [N, S, S, 3] at the model's size S
+              (the application resizes); the views are computed inside from that one image.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import pathlib
+import tempfile
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+from jax.experimental import jax2tf
+
+from artjax import attribution, calibration, inference, models, steps
+from artjax.data import input_pipeline as ip
+from artjax.data import preprocess as pp
+
+FORMATS = ("savedmodel", "tflite")
+EXPORT_FILE = "export.json"
+TFLITE_FILE = "model.tflite"
+TOP_K = 3  # classes the explain signature maps
+# Where each format's program is serialized for (jax2tf native serialization), and the
+# convolutions it runs on each (model.conv_impl: BENCHMARKS.md has the speeds).
+PLATFORMS = {"savedmodel": ("cpu", "cuda"), "tflite": ("cpu",)}
+CONV_IMPL = {"savedmodel": "by_platform", "tflite": "tflite"}
+CONVOLUTIONS = {
+    "savedmodel": {"cpu": "patches (artjax's CPU kernels)", "cuda": "xla"},
+    "tflite": {"cpu": "xla (TFLite's own kernels, XNNPACK)"},
+}
+
+
+class ExportError(ValueError):
+    """A run that cannot be exported in the asked format."""
+
+
+class ModelFunctions(NamedTuple):
+    """JAX functions of normalized inputs: `views` are what `input_pipeline.eval_ops` makes
+    ([N, V, S, S, 3], or [N, S, S, 3] for data.views=whole), `whole` the painting at the model's
+    size [N, S, S, 3] (what `attribution.Explainer` maps)."""
+
+    probabilities: Callable  # views -> [N, C]
+    embed: Callable  # views -> [N, D], unit length
+    explain: Callable  # (whole, class ids [N, k]) -> Grad-CAM maps [N, k, S, S]
+    info: dict
+
+
+def model_functions(
+    workdir, checkpoint: str = "best", conv_impl: str = "auto", top_k: int = TOP_K
+) -> ModelFunctions:
+    """The probabilities, embedding and Grad-CAM of a run's checkpoint, or of a CV workdir's bag
+    (probabilities and maps averaged over its models; the embedding is the mean of their head
+    inputs, normalized)."""
+    loaded = inference.load_models(workdir, checkpoint, conv_impl=conv_impl)
+    config, run = loaded[0].config, loaded[0].run
+    multi_label = bool(run.get("multi_label", False))
+    size = int(config.data.image_size)
+    k = min(top_k, len(run["classes"]))
+    cams = [
+        attribution.grad_cam_fn(
+            m.model, attribution.last_feature_map(m.model, m.variables, (size, size, 3))
+        )
+        for m in loaded
+    ]
+
+    def probabilities(views):
+        found = []
+        for m in loaded:
+            logits = steps.view_mean_logits(m.model.apply, m.variables, views)
+            p = steps.probabilities(logits, multi_label, config.multi_label_loss)
+            found.append(calibration.apply(p, m.calibration, multi_label, xp=jnp))
+        return jnp.mean(jnp.stack(found), axis=0)
+
+    def embed(views):
+        found = jnp.mean(
+            jnp.stack([models.head_inputs(m.model, m.variables, views) for m in loaded]), axis=0
+        )
+        return found / jnp.maximum(jnp.linalg.norm(found, axis=-1, keepdims=True), 1e-12)
+
+    def explain(whole, targets):
+        maps = []
+        for j in range(targets.shape[1]):
+            # static slices: TFLite's converter takes no gather of a batch of unknown size
+            target = jax.lax.index_in_dim(targets, j, axis=1, keepdims=False)
+            found = [cam(m.variables, whole, target) for cam, m in zip(cams, loaded)]
+            maps.append(jnp.mean(jnp.stack(found), axis=0))
+        return jnp.stack(maps, axis=1)
+
+    calibrations = [m.calibration for m in loaded]
+    inputs = jax.ShapeDtypeStruct((1, *ip.eval_image_shape(config.data)), jnp.float32)
+    info = dict(
+        embedding_dimensions=int(jax.eval_shape(embed, inputs).shape[-1]),
+        classes=list(run["classes"]),
+        multi_label=multi_label,
+        data=config.data,
+        steps=[m.step for m in loaded],
+        calibrated=all(calibrations),
+        # a bag flags "uncertain" below its models' mean threshold, as the Predictor does
+        uncertain_below=(
+            float(np.mean([c["uncertain_below"] for c in calibrations]))
+            if all(calibrations)
+            else None
+        ),
+        synthetic=bool(run["synthetic"]),
+        top_k=k,
+        era=None,  # no run has an era head yet
+    )
+    return ModelFunctions(probabilities, embed, explain, info)
+
+
+def fixed_size_views(data_config) -> Callable:
+    """uint8 images [N, S, S, 3] at the model's size -> float32 [N, V, S, S, 3] ([N, S, S, 3] for
+    data.views=whole) in [0, 255]: what `preprocess.make_views` and `to_uint8` make of each, in
+    TFLite's builtin ops. Crops are slices, enlarged by bilinear resizing: for enlarging, that
+    equals the antialiased resizing of `make_resize` (they differ only when shrinking)."""
+    size, found = int(data_config.image_size), pp.VIEWS[data_config.views]
+    # the crop side as preprocess computes it: float32 product, truncated
+    side = int(np.float32(size) * np.float32(data_config.crop_fraction))
+    corners = [(0, 0), (0, size - side), (size - side, 0), (size - side, size - side)]
+    corners.append(((size - side) // 2, (size - side) // 2))
+
+    def views(images):
+        x = tf.cast(images, tf.float32)
+        if data_config.views == "whole":
+            return x
+        if found["crops"]:
+            parts = [
+                tf.image.resize(x[:, t : t + side, s : s + side], [size, size], "bilinear")
+                for t, s in corners
+            ]
+            parts = [tf.round(tf.clip_by_value(p, 0.0, 255.0)) for p in parts]
+        else:
+            parts = [x]
+        stacked = tf.stack(parts, axis=1)
+        if found["mirrored"]:
+            stacked = tf.concat([stacked, tf.reverse(stacked, axis=[3])], 1)
+        return stacked
+
+    return views
+
+
+def _converted(fn, platforms, inputs: int = 1):
+    return tf.function(
+        jax2tf.convert(
+            fn,
+            with_gradient=False,
+            polymorphic_shapes=["(b, ...)"] * inputs,
+            native_serialization_platforms=platforms,
+        ),
+        autograph=False,
+    )
+
+
+class _Converted(tf.Module):
+    """The model functions as TensorFlow functions of normalized inputs."""
+
+    def __init__(self, fns: ModelFunctions, platforms):
+        super().__init__()
+        self.probabilities = _converted(fns.probabilities, platforms)
+        self.embed = _converted(fns.embed, platforms)
+        self.explain = _converted(fns.explain, platforms, inputs=2)
+        self._classes = tf.constant(fns.info["classes"])
+        self._top_k = fns.info["top_k"]
+
+    def predicted(self, views) -> dict:
+        p = self.probabilities(views)
+        return {
+            "probabilities": p,
+            "classes": tf.broadcast_to(self._classes, tf.shape(p)),
+            "top_class": tf.gather(self._classes, tf.argmax(p, axis=-1)),
+        }
+
+    def explained(self, views, whole) -> dict:
+        """The top-k classes (TensorFlow's top_k, which TFLite has: ties to the lower id) and
+        the Grad-CAM map of each."""
+        top_p, top = tf.math.top_k(self.probabilities(views), self._top_k)
+        return {
+            "class_ids": top,
+            "classes": tf.gather(self._classes, top),
+            "probabilities": top_p,
+            "maps": self.explain(whole, top),
+        }
+
+
+def _each(batch, preprocess, shape):
+    return tf.map_fn(
+        lambda item: preprocess({"image": item})["image"],
+        batch,
+        fn_output_signature=tf.TensorSpec(shape, tf.float32),
+    )
+
+
+def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
+    data = fns.info["data"]
+    size = int(data.image_size)
+    module = _Converted(fns, PLATFORMS["savedmodel"])
+    ops = ip.eval_ops(data)  # decode, resize (or views), uint8, normalize
+    views_of_images, views_of_encoded = pp.compose(ops[1:]), pp.compose(ops)
+    whole_of_images = pp.compose([*ip.decode_ops(size)[1:], ops[-1]])
+    shape, whole_shape = ip.eval_image_shape(data), (size, size, 3)
+    images = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+
+    def explain(images):
+        found = module.explained(
+            _each(images, views_of_images, shape), _each(images, whole_of_images, whole_shape)
+        )
+        # [N, k, S, S] -> [N, k, H, W]: the maps at the input's resolution
+        maps = tf.image.resize(tf.transpose(found["maps"], [0, 2, 3, 1]), tf.shape(images)[1:3])
+        return {**found, "maps": tf.clip_by_value(tf.transpose(maps, [0, 3, 1, 2]), 0.0, 1.0)}
+
+    module.serving_default = tf.function(
+        lambda images: module.predicted(_each(images, views_of_images, shape)),
+        input_signature=[images],
+    )
+    module.serve_encoded = tf.function(
+        lambda encoded: module.predicted(_each(encoded, views_of_encoded, shape)),
+        input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
+    )
+    module.embed_images = tf.function(
+        lambda images: {"embedding": module.embed(_each(images, views_of_images, shape))},
+        input_signature=[images],
+    )
+    module.explain_images = tf.function(explain, input_signature=[images])
+    signatures = {
+        "serving_default": module.serving_default,
+        "serve_encoded": module.serve_encoded,
+        "embed": module.embed_images,
+        "explain": module.explain_images,
+    }
+    return module, {name: f.get_concrete_function() for name, f in signatures.items()}
+
+
+def _tflite_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
+    data = fns.info["data"]
+    size = int(data.image_size)
+    module = _Converted(fns, PLATFORMS["tflite"])
+    views, normalize = fixed_size_views(data), pp.NORMALIZATIONS[data.normalization]
+    images = tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")
+    normalized_views = lambda images: normalize(views(images))
+    whole = lambda images: normalize(tf.cast(images, tf.float32))
+    signatures = {
+        "serving_default": lambda images: {
+            "probabilities": module.probabilities(normalized_views(images))
+        },
+        "embed": lambda images: {"embedding": module.embed(normalized_views(images))},
+        "explain": lambda images: {
+            k: v
+            for k, v in module.explained(normalized_views(images), whole(images)).items()
+            if k != "classes"  # TFLite has no string outputs here; names are in export.json
+        },
+    }
+    functions = {name: tf.function(fn, input_signature=[images]) for name, fn in signatures.items()}
+    return module, {name: f.get_concrete_function() for name, f in functions.items()}
+
+
+def _tflite_bytes(workdir, module, signatures) -> bytes:
+    with tempfile.TemporaryDirectory() as staged:
+        tf.saved_model.save(module, staged, signatures=signatures)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            staged, signature_keys=list(signatures)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        try:
+            return converter.convert()
+        except Exception as e:  # the converter's errors are long; keep their first line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExportError(f"{workdir}: TFLite conversion failed: {first}") from e
+
+
+def _spec(tensor) -> str:
+    """ "uint8 [N, H, W, 3]": unknown dimensions named N, H, W in their order."""
+    names = iter("NHW")
+    dims = ", ".join(next(names, "?") if d is None else str(d) for d in tensor.shape.as_list())
+    return f"{tensor.dtype.name} [{dims}]"
+
+
+def describe_signatures(signatures: dict) -> dict:
+    """{signature: {"inputs": {name: "dtype [shape]"}, "outputs": {...}}} of concrete functions."""
+    found = {}
+    for name, fn in signatures.items():
+        args, kwargs = fn.structured_input_signature
+        inputs = {t.name: _spec(t) for t in [*args, *kwargs.values()]}
+        outputs = {key: _spec(t) for key, t in fn.structured_outputs.items()}
+        found[name] = {"inputs": inputs, "outputs": outputs}
+    return found
+
+
+def read_record(export_dir) -> dict:
+    """export.json of an export folder; a clear error where there is none."""
+    path = pathlib.Path(export_dir) / EXPORT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; is {export_dir} an artjax.export folder?")
+    return json.loads(path.read_text())
+
+
+def export(
+    workdir, output, fmt: str = "savedmodel", checkpoint: str = "best", top_k: int = TOP_K
+) -> dict:
+    """Writes the run (or CV bag) at `workdir` to `output` in `fmt` (FORMATS) with export.json;
+    returns what export.json holds."""
+    if fmt not in FORMATS:
+        raise ExportError(f"export format {fmt!r} is not one of {FORMATS}")
+    workdir, output = pathlib.Path(workdir), pathlib.Path(output)
+    fns = model_functions(workdir, checkpoint, CONV_IMPL[fmt], top_k)
+    info, data = fns.info, fns.info["data"]
+    if fmt == "savedmodel":
+        module, signatures = _savedmodel_signatures(fns)
+        output.mkdir(parents=True, exist_ok=True)
+        tf.saved_model.save(module, str(output), signatures=signatures)
+    else:
+        module, signatures = _tflite_signatures(fns)
+        converted = _tflite_bytes(workdir, module, signatures)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / TFLITE_FILE).write_bytes(converted)
+    size = int(data.image_size)
+    record = dict(
+        format=fmt,
+        version=int(time.time()),  # TF Serving's model version: a number that grows
+        classes=info["classes"],
+        multi_label=info["multi_label"],
+        signatures=describe_signatures(signatures),
+        input=(
+            "images: uint8 RGB of any size (resized inside with antialiasing), or encoded JPEG/PNG"
+            if fmt == "savedmodel"
+            else f"images: uint8 RGB at {size} x {size}, resized by the application with "
+            "antialiasing; the views are computed inside"
+        ),
+        image_size=size,
+        views=data.views,
+        crop_fraction=float(data.crop_fraction),
+        normalization=data.normalization,
+        calibrated=info["calibrated"],
+        uncertain_below=info["uncertain_below"],
+        top_k=info["top_k"],
+        embedding_dimensions=info["embedding_dimensions"],
+        era=info["era"],
+        synthetic=info["synthetic"],
+        source=dict(workdir=str(workdir), checkpoint=checkpoint, steps=info["steps"]),
+        platforms=list(PLATFORMS[fmt]),
+        convolutions=CONVOLUTIONS[fmt],
+        versions=dict(
+            artjax=importlib.metadata.version("artjax"),
+            jax=jax.__version__,
+            tensorflow=tf.__version__,
+        ),
+    )
+    (output / EXPORT_FILE).write_text(json.dumps(record, indent=2))
+    return record
