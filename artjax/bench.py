@@ -44,9 +44,9 @@ from artjax import benchmarks, cli, configs, host_memory
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator", "export"):
+    if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator", "export", "serve"):
         raise app.UsageError(
-            "usage: python -m artjax.bench pipeline|train|accelerator|export [--config ...]"
+            "usage: python -m artjax.bench pipeline|train|accelerator|export|serve [--config ...]"
         )
     cli.setup_process()
     # applied before the imports when run as a script; reports it
@@ -80,6 +80,8 @@ def main(argv):
         return
     if argv[1] == "export":
         return _bench_export(F)
+    if argv[1] == "serve":
+        return _bench_serve(F)
     if argv[1] == "train":
         print(
             f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, "
@@ -138,6 +140,33 @@ def _bench_export(F):
         print(f"  {r['size']:>9,} paintings: {r['ms']:8.2f} ms per query, {r['gib']:6.2f} GiB")
 
 
+def _bench_serve(F):
+    if not F.exports or not F.paintings:
+        raise app.UsageError("serve needs --exports name=DIR,... and --paintings")
+    exports = dict(item.split("=", 1) for item in F.exports)
+    rows = benchmarks.bench_serve(
+        exports, F.paintings, [int(c) for c in F.concurrency], F.requests, F.batch
+    )
+    print(
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores; {F.requests} "
+        f"POST /v1/predict per row (real paintings of {F.paintings}), server and load generator "
+        "on this machine"
+    )
+    header = f"{'model':<8}{'batching':<24}{'clients':>8}{'paintings/s':>13}"
+    print(f"{header}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in rows:
+        if "concurrency" not in r:
+            print(f"{r['model']:<8}{r['batching']:<24}{'':>8}{r['per_second']:>13.2f}")
+            continue
+        print(
+            f"{r['model']:<8}{r['batching']:<24}{r['concurrency']:>8}{r['per_second']:>13.2f}"
+            f"{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
+            + (f"  {r['failures']} failed" if r["failures"] else "")
+        )
+    ready = {(r["model"], r["batching"]): r["ready_seconds"] for r in rows if "concurrency" in r}
+    print("start to /readyz: " + ", ".join(f"{m} {b}: {s:.1f} s" for (m, b), s in ready.items()))
+
+
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
     flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
@@ -159,7 +188,10 @@ if __name__ == "__main__":
         None,
         "A Kaggle-layout folder of paintings to time on (export; default: the run's data.root).",
     )
-    flags.DEFINE_integer("batch", 32, "The batch size besides 1 (export).")
+    flags.DEFINE_integer("batch", 32, "The batch size besides 1 (export); max_batch (serve).")
+    flags.DEFINE_list("exports", [], "name=EXPORT_DIR,... to serve and load (serve).")
+    flags.DEFINE_list("concurrency", ["1", "8", "32"], "Concurrent clients (serve).")
+    flags.DEFINE_integer("requests", 64, "Requests per measurement (serve).")
     flags.DEFINE_string("output", None, "Keep the exports here (export; default: a temp dir).")
     flags.DEFINE_list(
         "index_sizes", ["10000", "100000", "500000"], "Index sizes for nearest neighbours (export)."

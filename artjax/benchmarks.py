@@ -6,6 +6,7 @@ memory.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import functools
 import multiprocessing
@@ -328,8 +329,7 @@ def _serving_paths(workdir, fmt_dir) -> dict:
     application does)."""
     import tensorflow as tf
 
-    from artjax import inference
-    from artjax.serving import exported
+    from artjax.serving import inference, records
 
     paths = {}
     holder = {}
@@ -351,12 +351,12 @@ def _serving_paths(workdir, fmt_dir) -> dict:
         return signature(encoded=tf.constant(encoded))["probabilities"].numpy()
 
     paths["SavedModel serve_encoded"] = (load_savedmodel, run_savedmodel)
-    record = exported.read_record(fmt_dir["tflite"])
-    resize = pp.compose(ip.decode_ops(record["image_size"]))
+    record = records.read_record(fmt_dir["tflite"])
+    resize = pp.compose(ip.decode_ops(record["input_size"]))
 
     def load_tflite():
         interpreter = tf.lite.Interpreter(
-            model_path=str(fmt_dir["tflite"] / exported.TFLITE_FILE), num_threads=os.cpu_count()
+            model_path=str(fmt_dir["tflite"] / records.TFLITE_FILE), num_threads=os.cpu_count()
         )
         holder["tflite"] = interpreter.get_signature_runner("serving_default")
 
@@ -372,7 +372,7 @@ def bench_export(workdir, paintings_root, count: int, batch: int, repeats: int, 
     """One row per path (`_serving_paths`): seconds from loading to the first answer (one
     painting), paintings/s at batch 1 and at `batch`, and batch-1 latency p50/p99, on `count` real
     paintings (`repeats` passes each; the best pass's rate). Exports the run to `output` first."""
-    from artjax.serving import exported
+    from artjax.serving import exported, records
 
     files = sorted(catalog.read_catalog(paintings_root, include_multi_genre=True).images["path"])
     if not files:
@@ -384,7 +384,7 @@ def bench_export(workdir, paintings_root, count: int, batch: int, repeats: int, 
     export_seconds = {
         fmt: _timed(lambda: exported.export(workdir, path, fmt)) for fmt, path in fmt_dir.items()
     }
-    dimensions = exported.read_record(fmt_dir["savedmodel"])["embedding_dimensions"]
+    dimensions = records.read_record(fmt_dir["savedmodel"])["embedding_dimensions"]
     rows, reference = [], None
     for name, (load, run) in _serving_paths(workdir, fmt_dir).items():
         ready = _timed(lambda: (load(), run(encoded[:1])))
@@ -440,4 +440,112 @@ def bench_nearest(dimensions: int, sizes, queries: int = 20, seed: int = 0) -> l
         rows.append(
             dict(size=size, ms=1e3 * float(np.median(times)), gib=embeddings.nbytes / 2**30)
         )
+    return rows
+
+
+# --- the gallery service under load (python -m artjax.bench serve) ------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(export_dir, max_batch: int):
+    """(process, url, seconds until /readyz answers) of `python -m artjax.serve` on a free local
+    port."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    command = [sys.executable, "-m", "artjax.serve", f"--model={export_dir}", f"--port={port}"]
+    command += [f"--max_batch={max_batch}", "--log_level=warning"]
+    process = subprocess.Popen(command)
+    url, started = f"http://127.0.0.1:{port}", time.perf_counter()
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"artjax.serve --model={export_dir} exited ({process.returncode})")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url, time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+
+
+async def _load(url: str, encoded: list[bytes], concurrency: int, requests: int) -> dict:
+    """`requests` POSTs of /v1/predict from `concurrency` clients at once (each waits for its
+    answer before its next request): paintings/s and latency percentiles."""
+    import httpx
+
+    latencies, failures = [], 0
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        counter = iter(range(requests))
+
+        async def worker():
+            nonlocal failures
+            for i in counter:
+                files = {"file": ("painting.jpg", encoded[i % len(encoded)], "image/jpeg")}
+                start = time.perf_counter()
+                answer = await client.post("/v1/predict", files=files)
+                latencies.append(time.perf_counter() - start)
+                failures += answer.status_code != 200
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return dict(
+        per_second=requests / wall,
+        p50_ms=1e3 * float(np.percentile(latencies, 50)),
+        p99_ms=1e3 * float(np.percentile(latencies, 99)),
+        failures=failures,
+    )
+
+
+def export_batched_rate(export_dir, encoded: list[bytes], batch: int, repeats: int = 2) -> float:
+    """Paintings/s of the export's serve_encoded alone at `batch` (its best of `repeats`)."""
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(export_dir)).signatures["serve_encoded"]
+    chunks = [encoded[i : i + batch] for i in range(0, len(encoded), batch)]
+    signature(encoded=tf.constant(chunks[0]))
+    best = min(
+        _timed(lambda: [signature(encoded=tf.constant(c)) for c in chunks]) for _ in range(repeats)
+    )
+    return len(encoded) / best
+
+
+def bench_serve(exports: dict, paintings_root, concurrencies, requests: int, max_batch: int):
+    """Rows per (export, batching on/off, concurrency): a real `artjax.serve` process and an
+    asyncio httpx load generator in this process, on real paintings."""
+    files = sorted(catalog.read_catalog(paintings_root, include_multi_genre=True).images["path"])
+    chosen = [files[i] for i in np.linspace(0, len(files) - 1, 64).astype(int)]
+    encoded = [pathlib.Path(f).read_bytes() for f in chosen]
+    rows = []
+    for name, export_dir in exports.items():
+        alone = export_batched_rate(export_dir, encoded, 32)
+        rows.append(dict(model=name, batching="export alone, batch 32", per_second=alone))
+        for batch in (max_batch, 1):
+            process, url, ready = _start_server(export_dir, batch)
+            try:
+                for concurrency in concurrencies:
+                    found = asyncio.run(_load(url, encoded, concurrency, requests))
+                    rows.append(
+                        dict(
+                            model=name,
+                            batching=f"max_batch={batch}",
+                            concurrency=concurrency,
+                            ready_seconds=ready,
+                            **found,
+                        )
+                    )
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
     return rows

@@ -24,7 +24,6 @@ from artjax import (
     calibration,
     checkpointing,
     figures,
-    inference,
     models,
     steps,
     train_state,
@@ -33,6 +32,7 @@ from artjax import (
 from artjax.data import catalog, feature_batches, synthetic
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
+from artjax.serving import inference
 
 
 def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]:

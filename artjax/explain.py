@@ -5,7 +5,7 @@
 
 One PNG per image, `<image stem>_<method>.png`, beside the image (or in --out): the painting as the
 model sees it, then a heatmap per style titled with its probability. A CV workdir explains with its
-fold models (maps averaged). Methods: `artjax.attribution`.
+fold models (maps averaged). Methods: `artjax.serving.attribution`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pathlib
 
 from absl import app, flags
 
-from artjax import attribution, cli, figures
+from artjax import cli, figures
 from artjax.data import synthetic
+from artjax.serving import attribution
 
 
 def main(argv):

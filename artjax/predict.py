@@ -1,7 +1,8 @@
 """Top-k styles of paintings from a trained workdir:
 `python -m artjax.predict --workdir checkpoints/<run> [--top_k 3] [--checkpoint best] IMAGE...`
-(applications use `artjax.inference.Predictor`). Probabilities are temperature-scaled where the run
-was calibrated on validation; below the calibrated threshold a prediction is marked uncertain."""
+(applications use `artjax.serving.inference.Predictor`). Probabilities are temperature-scaled
+where the run was calibrated on validation; below the calibrated threshold a prediction is
+marked uncertain."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from absl import app, flags
 
 from artjax import cli
 from artjax.data import synthetic
-from artjax.inference import Predictor
+from artjax.serving.inference import Predictor
 
 
 def main(argv):

@@ -218,7 +218,7 @@ def test_the_cv_fits_a_temperature_for_unseen_artists_and_a_run_can_take_it(cv_r
 
 @pytest.mark.xdist_group("cv_run")  # one worker builds the fixture
 def test_a_cv_workdir_explains_with_the_mean_of_its_fold_models_maps(cv_run):
-    from artjax import attribution
+    from artjax.serving import attribution
 
     _, root, _ = cv_run
     images = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32)
@@ -334,7 +334,7 @@ def test_the_unseen_artist_report_on_a_held_out_artist(cv_run, synthetic_root, t
     assert [f.split("/")[-1] for f in report["files_without_artist_row"]] == [
         "Not_In_The_Csv_1.jpg"
     ]
-    from artjax.inference import Predictor
+    from artjax.serving.inference import Predictor
 
     files = sorted(str(p) for p in (folder / "images" / held.replace(" ", "_")).iterdir())
     probabilities, readable, _ = Predictor(fold_dir).predict_files(files)

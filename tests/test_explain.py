@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from artjax import attribution, evaluation, inference, models
+from artjax import evaluation, models
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
+from artjax.serving import attribution, inference
 from tests.conftest import make_config, run_command
 
 # Tests on the session's finished run share its xdist group (one worker builds it).

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from artjax import attribution, checkpointing, crossval, inference
+from artjax import checkpointing, crossval
 from artjax.data import preprocess as pp
-from artjax.serving import collection, exported
+from artjax.serving import attribution, collection, exported, inference, records
 from tests.conftest import run_command, tiny_config
 
 # The session's finished run is built once, on the worker of this group.
@@ -59,8 +59,8 @@ def crops_bag(synthetic_root, tmp_path_factory):
 
 
 def at_model_size(paths, size, folder):
-    """The paintings resized to the model's size as TFLite's input ([N, S, S, 3] uint8), and the
-    same pixels as PNG files, so the library reads what TFLite gets."""
+    """The paintings resized to TFLite's input size ([N, I, I, 3] uint8), and the same pixels as
+    PNG files, so the library reads what TFLite gets."""
     resize = pp.compose([pp.decode, pp.make_resize(size), pp.to_uint8])
     images = np.stack([resize({"image": tf.constant(p.read_bytes())})["image"] for p in paths])
     folder.mkdir(exist_ok=True)
@@ -136,9 +136,10 @@ def test_tflite_signatures_equal_the_library_for_a_bag_of_crops_models(
 ):
     bag, formats = crops_bag
     record, out = formats["tflite"]
-    size = record["image_size"]
+    size = record["input_size"]
+    assert size == 2 * record["image_size"]  # five crops at half scale: each crop is S pixels
     images, files = at_model_size(real_paintings(real_data_root, 4), size, tmp_path / "png")
-    interpreter = tf.lite.Interpreter(model_path=str(out / exported.TFLITE_FILE))
+    interpreter = tf.lite.Interpreter(model_path=str(out / records.TFLITE_FILE))
     assert set(interpreter.get_signature_list()) == {"serving_default", "embed", "explain"}
     run = lambda name: interpreter.get_signature_runner(name)(images=images)
     expected, _, _ = inference.Predictor(bag).predict_files(files)
@@ -147,7 +148,7 @@ def test_tflite_signatures_equal_the_library_for_a_bag_of_crops_models(
         run("embed")["embedding"], library_embeddings(bag, files), atol=TFLITE_ATOL
     )
     explained = run("explain")
-    names, probabilities, maps = explainer_maps(bag, files, size)
+    names, probabilities, maps = explainer_maps(bag, files, record["image_size"])
     classes = record["classes"]
     assert [[classes[i] for i in row] for row in explained["class_ids"]] == names
     np.testing.assert_allclose(explained["probabilities"], probabilities, atol=TFLITE_ATOL)
@@ -158,24 +159,31 @@ def test_tflite_signatures_equal_the_library_for_a_bag_of_crops_models(
 @pytest.mark.parametrize("views", list(pp.VIEWS))
 def test_tflite_views_equal_the_preprocessing_views(views, synthetic_root):
     from artjax import configs
+    from artjax.data import input_pipeline as ip
 
     data = configs.base_config().data
     data.image_size, data.views, data.crop_fraction = 48, views, 0.5
+    source = exported.tflite_input_size(data)
+    assert source == (96 if "crops" in views else 48)
     paintings = sorted((synthetic_root / "images").rglob("*.jpg"))[:3]
-    images, _ = at_model_size(paintings, 48, synthetic_root.parent / f"views_{views}")
-    by_preprocess = pp.compose(
-        [pp.make_resize(48) if views == "whole" else pp.make_views(48, views, 0.5), pp.to_uint8]
-    )
+    images, _ = at_model_size(paintings, source, synthetic_root.parent / f"views_{views}")
+    by_preprocess = pp.compose(ip.eval_ops(data)[1:-1])  # the views, rounded to uint8
     expected = np.stack([by_preprocess({"image": image})["image"] for image in images])
     found = exported.fixed_size_views(data)(tf.constant(images)).numpy()
     np.testing.assert_array_equal(found, expected.astype(np.float32))
     assert len(np.unique(found)) > 10  # paintings, not a constant
+    # and the whole painting at the model's size, which Grad-CAM maps
+    by_decode_ops = pp.compose(ip.decode_ops(48)[1:])
+    expected = np.stack([by_decode_ops({"image": image})["image"] for image in images])
+    found = exported.fixed_size_whole(data)(tf.constant(images)).numpy()
+    assert np.abs(found - expected).max() <= 1  # matrix products round like the resize
+    assert np.mean(found == expected) > 0.999
 
 
 def test_export_json_records_the_classes_the_contract_and_the_source(exported_run, finished_run):
     _, run = finished_run
     out, stdout = exported_run
-    record = json.loads((out / exported.EXPORT_FILE).read_text())
+    record = json.loads((out / records.EXPORT_FILE).read_text())
     assert record["classes"] == checkpointing.read_run(run)["classes"]
     assert record["source"] == {
         "workdir": str(run),
@@ -273,7 +281,7 @@ def test_the_index_neighbours_equal_a_brute_force_reference_and_a_painting_finds
             assert thumbnail.format == "JPEG" and max(thumbnail.size) <= collection.THUMBNAIL_SIDE
     with pytest.raises(IndexError, match="not in the index"):
         index.thumbnail(len(index))
-    assert json.loads((out / exported.EXPORT_FILE).read_text())["index"]["paintings"] == len(index)
+    assert json.loads((out / records.EXPORT_FILE).read_text())["index"]["paintings"] == len(index)
 
 
 def test_a_wrong_workdir_or_an_unsupported_export_is_a_clear_error(finished_run, tmp_path):

@@ -52,7 +52,7 @@ def test_importing_the_library_changes_no_process_state():
         "import matplotlib, tensorflow as tf; calls = []; "
         "tf.config.set_visible_devices = lambda *a, **k: calls.append('set_visible_devices'); "
         "matplotlib.use = lambda *a, **k: calls.append('matplotlib.use'); "
-        "import artjax.trainer, artjax.evaluation, artjax.inference, artjax.benchmarks, "
+        "import artjax.trainer, artjax.evaluation, artjax.serving.inference, artjax.benchmarks, "
         "artjax.data.exploration, artjax.models.porting, artjax.cli; print(calls); "
         "artjax.cli.setup_process(); print(calls)"
     )

@@ -376,8 +376,8 @@ def test_a_run_trained_from_the_lite0_port_exports_the_predictors_probabilities(
     # A head trained on the synthetic set over EfficientNet-Lite0's ported ImageNet weights
     # (frozen, cached features; at a small size), exported: its SavedModel gives the Predictor's
     # probabilities on real paintings (training from a port: test_transfer; the CLI: test_training).
-    from artjax import inference, trainer
-    from artjax.serving import exported
+    from artjax import trainer
+    from artjax.serving import exported, inference
     from tests.test_export import PARITY_ATOL, real_paintings
 
     _, variables, _, meta = lite0

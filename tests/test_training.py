@@ -12,7 +12,7 @@ from flax import jax_utils
 from sklearn import metrics as skm
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer
-from artjax.inference import Predictor
+from artjax.serving.inference import Predictor
 from tests.conftest import PROJECT_ROOT, one_step, run_command, tiny_config
 
 

@@ -115,11 +115,10 @@ def build(workdir, data_root, output, checkpoint: str = "best", batch_size: int 
     import jax
     import tensorflow as tf
 
-    from artjax import inference
     from artjax.data import catalog
     from artjax.data import input_pipeline as ip
     from artjax.data import preprocess as pp
-    from artjax.serving import exported
+    from artjax.serving import exported, inference, records
 
     data_root = pathlib.Path(data_root)
     images = catalog.read_catalog(data_root, include_multi_genre=True).images
@@ -163,7 +162,7 @@ def build(workdir, data_root, output, checkpoint: str = "best", batch_size: int 
         source=str(data_root),
     )
     index.save()
-    record_path = output / exported.EXPORT_FILE
+    record_path = output / records.EXPORT_FILE
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         record["index"] = dict(

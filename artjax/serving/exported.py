@@ -1,9 +1,9 @@
 """A trained run (or a CV workdir's bag of fold models) as a TensorFlow SavedModel or a TFLite file
 with its preprocessing and views inside, converted with jax2tf.
 
-The JAX part (`model_functions`) is what the library computes: `artjax.inference.Predictor`'s
+The JAX part (`model_functions`) is what the library computes: `inference.Predictor`'s
 probabilities (each model's logits averaged over `data.views`, its calibrated temperature, the
-mean over a bag's models), the head's input features as an embedding, and `artjax.attribution`'s
+mean over a bag's models), the head's input features as an embedding, and `attribution`'s
 Grad-CAM. The TensorFlow part is the evaluation preprocessing of `artjax.data` itself
 (`input_pipeline.eval_ops`), so an export and the library see the same pixels.
 
@@ -36,13 +36,13 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from artjax import attribution, calibration, inference, models, steps
+from artjax import calibration, models, steps
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
+from artjax.serving import attribution, inference
+from artjax.serving.records import EXPORT_FILE, TFLITE_FILE
 
 FORMATS = ("savedmodel", "tflite")
-EXPORT_FILE = "export.json"
-TFLITE_FILE = "model.tflite"
 TOP_K = 3  # classes the explain signature maps
 # Where each format's program is serialized for (jax2tf native serialization), and the
 # convolutions it runs on each (model.conv_impl: BENCHMARKS.md has the speeds).
@@ -132,27 +132,44 @@ def model_functions(
     return ModelFunctions(probabilities, embed, explain, info)
 
 
+def tflite_input_size(data_config) -> int:
+    """The side of TFLite's input: the model's size S for the whole painting; for crops, S over
+    the crop fraction, so that each crop is S pixels of the input, cut without resizing (the
+    application resizes the painting once, as the library's preprocessing resizes each crop)."""
+    size = int(data_config.image_size)
+    if not pp.VIEWS[data_config.views]["crops"]:
+        return size
+    return int(round(size / float(data_config.crop_fraction)))
+
+
+def _resize_matrix(source: int, size: int) -> np.ndarray:
+    """[size, source]: `tf.image.resize` with antialiasing along one axis, as a matrix (it is
+    linear): the resized rows of an identity image."""
+    identity = tf.eye(source)[:, None, :]  # rows as channels
+    return tf.image.resize(identity, [size, 1], antialias=True)[:, 0, :].numpy()
+
+
 def fixed_size_views(data_config) -> Callable:
-    """uint8 images [N, S, S, 3] at the model's size -> float32 [N, V, S, S, 3] ([N, S, S, 3] for
-    data.views=whole) in [0, 255]: what `preprocess.make_views` and `to_uint8` make of each, in
-    TFLite's builtin ops. Crops are slices, enlarged by bilinear resizing: for enlarging, that
-    equals the antialiased resizing of `make_resize` (they differ only when shrinking)."""
+    """uint8 images [N, I, I, 3] at `tflite_input_size` I -> float32 [N, V, S, S, 3] ([N, S, S, 3]
+    for data.views=whole) in [0, 255]: what `preprocess.make_views` and `to_uint8` make of each, in
+    TFLite's builtin ops. Crops are slices (resized bilinearly where I times the fraction is not S:
+    for enlarging, that equals the antialiased resizing of `make_resize`)."""
     size, found = int(data_config.image_size), pp.VIEWS[data_config.views]
+    source = tflite_input_size(data_config)
     # the crop side as preprocess computes it: float32 product, truncated
-    side = int(np.float32(size) * np.float32(data_config.crop_fraction))
-    corners = [(0, 0), (0, size - side), (size - side, 0), (size - side, size - side)]
-    corners.append(((size - side) // 2, (size - side) // 2))
+    side = int(np.float32(source) * np.float32(data_config.crop_fraction))
+    corners = [(0, 0), (0, source - side), (source - side, 0), (source - side, source - side)]
+    corners.append(((source - side) // 2, (source - side) // 2))
 
     def views(images):
         x = tf.cast(images, tf.float32)
         if data_config.views == "whole":
             return x
         if found["crops"]:
-            parts = [
-                tf.image.resize(x[:, t : t + side, s : s + side], [size, size], "bilinear")
-                for t, s in corners
-            ]
-            parts = [tf.round(tf.clip_by_value(p, 0.0, 255.0)) for p in parts]
+            parts = [x[:, t : t + side, s : s + side] for t, s in corners]
+            if side != size:
+                parts = [tf.image.resize(p, [size, size], "bilinear") for p in parts]
+                parts = [tf.round(tf.clip_by_value(p, 0.0, 255.0)) for p in parts]
         else:
             parts = [x]
         stacked = tf.stack(parts, axis=1)
@@ -161,6 +178,24 @@ def fixed_size_views(data_config) -> Callable:
         return stacked
 
     return views
+
+
+def fixed_size_whole(data_config) -> Callable:
+    """uint8 images [N, I, I, 3] at `tflite_input_size` -> float32 [N, S, S, 3]: the painting at
+    the model's size as `input_pipeline.decode_ops` resizes it (antialiased, rounded), what
+    Grad-CAM maps. The resizing is two matrix products (TFLite has no antialiased resize)."""
+    size, source = int(data_config.image_size), tflite_input_size(data_config)
+    weights = tf.constant(_resize_matrix(source, size))
+
+    def whole(images):
+        x = tf.cast(images, tf.float32)
+        if source == size:
+            return x
+        x = tf.transpose(x, [0, 3, 1, 2])  # [N, 3, I, I]
+        x = tf.matmul(tf.matmul(weights, x), weights, transpose_b=True)  # [N, 3, S, S]
+        return tf.round(tf.clip_by_value(tf.transpose(x, [0, 2, 3, 1]), 0.0, 255.0))
+
+    return whole
 
 
 def _converted(fn, platforms, inputs: int = 1):
@@ -256,12 +291,13 @@ def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
 
 def _tflite_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
     data = fns.info["data"]
-    size = int(data.image_size)
+    source = tflite_input_size(data)
     module = _Converted(fns, PLATFORMS["tflite"])
     views, normalize = fixed_size_views(data), pp.NORMALIZATIONS[data.normalization]
-    images = tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")
+    images = tf.TensorSpec([None, source, source, 3], tf.uint8, name="images")
     normalized_views = lambda images: normalize(views(images))
-    whole = lambda images: normalize(tf.cast(images, tf.float32))
+    resized_whole = fixed_size_whole(data)  # its matrix computed here, outside the graph
+    whole = lambda images: normalize(resized_whole(images))
     signatures = {
         "serving_default": lambda images: {
             "probabilities": module.probabilities(normalized_views(images))
@@ -309,14 +345,6 @@ def describe_signatures(signatures: dict) -> dict:
     return found
 
 
-def read_record(export_dir) -> dict:
-    """export.json of an export folder; a clear error where there is none."""
-    path = pathlib.Path(export_dir) / EXPORT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; is {export_dir} an artjax.export folder?")
-    return json.loads(path.read_text())
-
-
 def export(
     workdir, output, fmt: str = "savedmodel", checkpoint: str = "best", top_k: int = TOP_K
 ) -> dict:
@@ -337,6 +365,7 @@ def export(
         output.mkdir(parents=True, exist_ok=True)
         (output / TFLITE_FILE).write_bytes(converted)
     size = int(data.image_size)
+    input_size = tflite_input_size(data) if fmt == "tflite" else None
     record = dict(
         format=fmt,
         version=int(time.time()),  # TF Serving's model version: a number that grows
@@ -346,10 +375,11 @@ def export(
         input=(
             "images: uint8 RGB of any size (resized inside with antialiasing), or encoded JPEG/PNG"
             if fmt == "savedmodel"
-            else f"images: uint8 RGB at {size} x {size}, resized by the application with "
-            "antialiasing; the views are computed inside"
+            else f"images: uint8 RGB at {input_size} x {input_size}, resized by the application "
+            "with antialiasing; the views are computed inside"
         ),
         image_size=size,
+        input_size=input_size,
         views=data.views,
         crop_fraction=float(data.crop_fraction),
         normalization=data.normalization,

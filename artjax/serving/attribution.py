@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
-from artjax import inference
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 from artjax.registry import Registry
+from artjax.serving import inference
 
 
 def _path(module) -> str:
