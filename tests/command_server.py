@@ -42,6 +42,7 @@ PRELOADED = (
     "artjax.bench",
     "artjax.cv",
     "artjax.prepare",
+    "artjax.serve",
 )
 
 

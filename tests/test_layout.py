@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import PROJECT_ROOT
 
-COMMANDS = set("train evaluate predict eda bench port cv prepare explain export".split())
+COMMANDS = set("train evaluate predict eda bench port cv prepare explain export serve".split())
 
 
 def _imported_artjax_modules(path: pathlib.Path) -> set[str]:

@@ -194,7 +194,9 @@ def test_conv_impl_auto_is_patches_on_cpu_and_names_are_validated():
         and models.kernels("xla").conv is layers.Conv
     )
     with pytest.raises(
-        ValueError, match=r"conv_impl 'fast' is not one of \('auto', 'xla', 'patches'\)"
+        ValueError,
+        match=r"conv_impl 'fast' is not one of "
+        r"\('auto', 'xla', 'patches', 'by_platform', 'tflite'\)",
     ):
         models.kernels("fast")
 

@@ -24,7 +24,7 @@ from artjax.serving import batching, collection, exported, inference
 from tests.conftest import PROJECT_ROOT
 from tests.test_export import PARITY_ATOL, real_paintings
 
-pytestmark = pytest.mark.xdist_group("finished_run")
+pytestmark = pytest.mark.xdist_group("serve")  # its own worker: the export and a server
 
 LIMITS = dict(max_bytes=2 * 2**20, max_pixels=4_000_000)
 
@@ -308,10 +308,13 @@ def server(export_dir):
 
 
 @pytest.fixture(scope="module")
-def page_server(export_dir):
-    """The page's server: the tiny run's export, or ARTJAX_PAGE_EXPORT's (the README's screenshot
-    is of the six-style model's export: README, "For museum and education tools")."""
-    with serving(os.environ.get("ARTJAX_PAGE_EXPORT", export_dir)) as found:
+def page_server(request):
+    """The page's server: the tiny run's (`server`), or one of ARTJAX_PAGE_EXPORT's export (the
+    README's screenshot is of the six-style model's: README, "For museum and education tools")."""
+    if "ARTJAX_PAGE_EXPORT" not in os.environ:
+        yield request.getfixturevalue("server")
+        return
+    with serving(os.environ["ARTJAX_PAGE_EXPORT"]) as found:
         yield found
 
 
