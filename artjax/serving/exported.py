@@ -23,6 +23,7 @@ Signatures (the whole list, with shapes, is in export.json's `signatures`):
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import pathlib
@@ -59,13 +60,16 @@ class ExportError(ValueError):
 
 
 class ModelFunctions(NamedTuple):
-    """JAX functions of normalized inputs: `views` are what `input_pipeline.eval_ops` makes
-    ([N, V, S, S, 3], or [N, S, S, 3] for data.views=whole), `whole` the painting at the model's
-    size [N, S, S, 3] (what `attribution.Explainer` maps)."""
+    """JAX functions of the models' `weights` and normalized inputs: `views` are what
+    `input_pipeline.eval_ops` makes ([N, V, S, S, 3], or [N, S, S, 3] for data.views=whole),
+    `whole` the painting at the model's size [N, S, S, 3] (what `attribution.Explainer` maps).
+    The weights are an argument, not constants of the functions, so that an export holds them once
+    (as variables) for all its signatures and platforms."""
 
-    probabilities: Callable  # views -> [N, C]
-    embed: Callable  # views -> [N, D], unit length
-    explain: Callable  # (whole, class ids [N, k]) -> Grad-CAM maps [N, k, S, S]
+    probabilities: Callable  # (weights, views) -> [N, C]
+    embed: Callable  # (weights, views) -> [N, D], unit length
+    explain: Callable  # (weights, whole, class ids [N, k]) -> Grad-CAM maps [N, k, S, S]
+    weights: list  # each model's variables (params, batch_stats)
     info: dict
 
 
@@ -87,33 +91,33 @@ def model_functions(
         for m in loaded
     ]
 
-    def probabilities(views):
+    def probabilities(weights, views):
         found = []
-        for m in loaded:
-            logits = steps.view_mean_logits(m.model.apply, m.variables, views)
+        for m, variables in zip(loaded, weights):
+            logits = steps.view_mean_logits(m.model.apply, variables, views)
             p = steps.probabilities(logits, multi_label, config.multi_label_loss)
             found.append(calibration.apply(p, m.calibration, multi_label, xp=jnp))
         return jnp.mean(jnp.stack(found), axis=0)
 
-    def embed(views):
-        found = jnp.mean(
-            jnp.stack([models.head_inputs(m.model, m.variables, views) for m in loaded]), axis=0
-        )
+    def embed(weights, views):
+        found = [models.head_inputs(m.model, v, views) for m, v in zip(loaded, weights)]
+        found = jnp.mean(jnp.stack(found), axis=0)
         return found / jnp.maximum(jnp.linalg.norm(found, axis=-1, keepdims=True), 1e-12)
 
-    def explain(whole, targets):
+    def explain(weights, whole, targets):
         maps = []
         for j in range(targets.shape[1]):
             # static slices: TFLite's converter takes no gather of a batch of unknown size
             target = jax.lax.index_in_dim(targets, j, axis=1, keepdims=False)
-            found = [cam(m.variables, whole, target) for cam, m in zip(cams, loaded)]
+            found = [cam(v, whole, target) for cam, v in zip(cams, weights)]
             maps.append(jnp.mean(jnp.stack(found), axis=0))
         return jnp.stack(maps, axis=1)
 
     calibrations = [m.calibration for m in loaded]
+    weights = [m.variables for m in loaded]
     inputs = jax.ShapeDtypeStruct((1, *ip.eval_image_shape(config.data)), jnp.float32)
     info = dict(
-        embedding_dimensions=int(jax.eval_shape(embed, inputs).shape[-1]),
+        embedding_dimensions=int(jax.eval_shape(embed, weights, inputs).shape[-1]),
         classes=list(run["classes"]),
         multi_label=multi_label,
         data=config.data,
@@ -129,7 +133,7 @@ def model_functions(
         top_k=k,
         era=None,  # no run has an era head yet
     )
-    return ModelFunctions(probabilities, embed, explain, info)
+    return ModelFunctions(probabilities, embed, explain, weights, info)
 
 
 def tflite_input_size(data_config) -> int:
@@ -198,26 +202,43 @@ def fixed_size_whole(data_config) -> Callable:
     return whole
 
 
-def _converted(fn, platforms, inputs: int = 1):
-    return tf.function(
+def _converted(fn, weights: Callable, platforms, inputs: int = 1):
+    """`fn(weights(), *inputs)` as a TensorFlow function of the inputs alone; `weights()` gives
+    the tf.Variables, saved once however many functions and platforms read them."""
+    converted = tf.function(
         jax2tf.convert(
             fn,
             with_gradient=False,
-            polymorphic_shapes=["(b, ...)"] * inputs,
+            polymorphic_shapes=[None] + ["(b, ...)"] * inputs,
             native_serialization_platforms=platforms,
         ),
         autograph=False,
     )
+    return lambda *args: converted(weights(), *args)
 
 
 class _Converted(tf.Module):
-    """The model functions as TensorFlow functions of normalized inputs."""
+    """The model functions as TensorFlow functions of normalized inputs, over one set of
+    variables."""
 
     def __init__(self, fns: ModelFunctions, platforms):
         super().__init__()
-        self.probabilities = _converted(fns.probabilities, platforms)
-        self.embed = _converted(fns.embed, platforms)
-        self.explain = _converted(fns.explain, platforms, inputs=2)
+        # A flat list, which tf.Module tracks (and saves), with one variable per distinct array:
+        # the fold models of a bag over a frozen backbone share its weights. The JAX pytree is
+        # rebuilt per call.
+        leaves, tree = jax.tree.flatten(fns.weights)
+        index, distinct, which = {}, [], []  # content -> its place in distinct; leaf -> place
+        for x in map(np.asarray, leaves):
+            key = (x.dtype.str, x.shape, hashlib.sha256(x.tobytes()).digest())
+            if key not in index:
+                index[key] = len(distinct)
+                distinct.append(x)
+            which.append(index[key])
+        self._weights = [tf.Variable(x, trainable=False) for x in distinct]
+        weights = lambda: jax.tree.unflatten(tree, [self._weights[i] for i in which])
+        self.probabilities = _converted(fns.probabilities, weights, platforms)
+        self.embed = _converted(fns.embed, weights, platforms)
+        self.explain = _converted(fns.explain, weights, platforms, inputs=2)
         self._classes = tf.constant(fns.info["classes"])
         self._top_k = fns.info["top_k"]
 
