@@ -163,8 +163,15 @@ def _bench_serve(F):
             f"{r['p50_ms']:>9.0f}{r['p99_ms']:>9.0f}"
             + (f"  {r['failures']} failed" if r["failures"] else "")
         )
-    ready = {(r["model"], r["batching"]): r["ready_seconds"] for r in rows if "concurrency" in r}
-    print("start to /readyz: " + ", ".join(f"{m} {b}: {s:.1f} s" for (m, b), s in ready.items()))
+    started = {
+        (r["model"], r["batching"]): (r["ready_seconds"], r["warm_seconds"])
+        for r in rows
+        if "concurrency" in r
+    }
+    print(
+        "start to /readyz (to every batch size warm): "
+        + ", ".join(f"{m} {b}: {r:.1f} s ({w:.1f} s)" for (m, b), (r, w) in started.items())
+    )
 
 
 if __name__ == "__main__":

@@ -455,8 +455,8 @@ def _free_port() -> int:
 
 
 def _start_server(export_dir, max_batch: int):
-    """(process, url, seconds until /readyz answers) of `python -m artjax.serve` on a free local
-    port."""
+    """(process, url, seconds until /readyz answers, seconds until every batch size is warm) of
+    `python -m artjax.serve` on a free local port."""
     import subprocess
     import sys
 
@@ -466,13 +466,16 @@ def _start_server(export_dir, max_batch: int):
     command = [sys.executable, "-m", "artjax.serve", f"--model={export_dir}", f"--port={port}"]
     command += [f"--max_batch={max_batch}", "--log_level=warning"]
     process = subprocess.Popen(command)
-    url, started = f"http://127.0.0.1:{port}", time.perf_counter()
+    url, started, ready = f"http://127.0.0.1:{port}", time.perf_counter(), None
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"artjax.serve --model={export_dir} exited ({process.returncode})")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url, time.perf_counter() - started
+            answer = httpx.get(f"{url}/readyz", timeout=1)
+            if answer.status_code == 200:
+                ready = ready or time.perf_counter() - started
+                if max_batch in answer.json()["warm_batch_sizes"]:
+                    return process, url, ready, time.perf_counter() - started
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
@@ -532,7 +535,7 @@ def bench_serve(exports: dict, paintings_root, concurrencies, requests: int, max
         alone = export_batched_rate(export_dir, encoded, 32)
         rows.append(dict(model=name, batching="export alone, batch 32", per_second=alone))
         for batch in (max_batch, 1):
-            process, url, ready = _start_server(export_dir, batch)
+            process, url, ready, warm = _start_server(export_dir, batch)
             try:
                 for concurrency in concurrencies:
                     found = asyncio.run(_load(url, encoded, concurrency, requests))
@@ -542,6 +545,7 @@ def bench_serve(exports: dict, paintings_root, concurrencies, requests: int, max
                             batching=f"max_batch={batch}",
                             concurrency=concurrency,
                             ready_seconds=ready,
+                            warm_seconds=warm,
                             **found,
                         )
                     )

@@ -239,6 +239,28 @@ def test_a_batch_formed_from_concurrent_requests_equals_one_request_at_a_time(
     assert sizes[:6] == [1] * 6
 
 
+def test_batches_are_padded_to_warm_batch_sizes_and_equal_one_at_a_time(export_dir, real_data_root):
+    # The SavedModel's program compiles once per batch size it sees: batches run at the sizes
+    # warm_up compiled, padded up, so no request waits for a compilation.
+    from artjax.serving import app
+
+    assert app.batch_sizes(16) == (1, 2, 4, 8, 16) and app.batch_sizes(12) == (1, 2, 4, 8, 12)
+    model = app.GalleryModel(export_dir, max_batch=4)
+    run_at = []
+    serve = model._serve
+    model._serve = lambda encoded: run_at.append(len(encoded)) or serve(encoded)
+    encoded = [p.read_bytes() for p in real_paintings(real_data_root, 3)]
+    model.warm_up([1])
+    one_at_a_time = model.probabilities(encoded)
+    assert run_at[-3:] == [1, 1, 1]  # only size 1 is warm: one at a time
+    model.warm_up()
+    assert model.warm_sizes == (1, 2, 4)
+    run_at.clear()
+    np.testing.assert_allclose(model.probabilities(encoded), one_at_a_time, atol=1e-6)
+    np.testing.assert_allclose(model.probabilities(encoded * 2), [*one_at_a_time] * 2, atol=1e-6)
+    assert run_at == [4, 4, 2]  # three padded to four; six as four and two
+
+
 def test_the_service_runs_with_tensorflow_alone(export_dir, real_data_root):
     painting = real_paintings(real_data_root, 1)[0]
     script = (
@@ -355,7 +377,10 @@ def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
 
     browser, driver = chromium()
     url, _ = page_server
-    painting = real_paintings(real_data_root, 3)[1]
+    # ARTJAX_PAGE_PAINTING: the README's screenshot is of a Monet (one of the six styles)
+    painting = pathlib.Path(
+        os.environ.get("ARTJAX_PAGE_PAINTING", real_paintings(real_data_root, 3)[1])
+    ).resolve()  # chromedriver takes canonical paths only
     expected = httpx.post(f"{url}/v1/predict", files={"file": ("p.jpg", painting.read_bytes())})
     options = webdriver.ChromeOptions()
     options.binary_location = browser

@@ -29,6 +29,7 @@ import dataclasses
 import io
 import logging
 import pathlib
+import time
 from typing import Annotated
 
 import numpy as np
@@ -108,11 +109,22 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
-class GalleryModel:
-    """The export's SavedModel, its record (export.json) and its collection index, if any."""
+def batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """The batch sizes the model runs at: powers of two below `max_batch`, and `max_batch`.
+    The SavedModel's XLA program compiles once per batch size it sees (in the first call at that
+    size, seconds), so a batch is padded up to the next of these, as TF Serving's batching pads
+    to its `allowed_batch_sizes`: at most twice the work, and no compilation under load."""
+    return tuple(sorted({2**i for i in range(max(max_batch, 1).bit_length())} | {max_batch}))
 
-    def __init__(self, export_dir):
+
+class GalleryModel:
+    """The export's SavedModel, its record (export.json) and its collection index, if any;
+    predictions in batches of at most `max_batch`."""
+
+    def __init__(self, export_dir, max_batch: int = 1):
         self.export_dir = pathlib.Path(export_dir)
+        self.batch_sizes = batch_sizes(max_batch)
+        self.warm_sizes: tuple[int, ...] = ()  # those compiled by warm_up, which batches use
         self.record = records.read_record(self.export_dir)
         if self.record["format"] != "savedmodel":
             raise ValueError(
@@ -126,17 +138,34 @@ class GalleryModel:
         index_path = self.export_dir / collection.INDEX_FILE
         self.index = collection.CollectionIndex.load(index_path) if index_path.is_file() else None
 
-    def warm_up(self) -> None:
-        """Every signature once (their first call builds TensorFlow's functions)."""
-        image = np.full((64, 64, 3), 128, np.uint8)
-        encoded = tf.io.encode_png(image).numpy()
-        self.probabilities([encoded])
-        self.embedding(encoded)
-        self.explained(encoded)
+    def warm_up(self, sizes=None) -> None:
+        """Predictions at each batch size of `sizes` (default: all) not yet warm, and the other
+        signatures at the first call: the first call at a size builds TensorFlow's function
+        and compiles the XLA program. Batches then use the warm sizes."""
+        encoded = tf.io.encode_png(np.full((64, 64, 3), 128, np.uint8)).numpy()
+        if not self.warm_sizes:
+            self.embedding(encoded)
+            self.explained(encoded)
+        for size in self.batch_sizes if sizes is None else sizes:
+            if size not in self.warm_sizes:
+                self._serve([encoded] * size)
+                self.warm_sizes = tuple(sorted({*self.warm_sizes, size}))
+
+    def _serve(self, encoded: list[bytes]) -> np.ndarray:
+        return self._signatures["serve_encoded"](encoded=tf.constant(encoded))[
+            "probabilities"
+        ].numpy()
 
     def probabilities(self, encoded: list[bytes]) -> np.ndarray:
-        found = self._signatures["serve_encoded"](encoded=tf.constant(encoded))
-        return found["probabilities"].numpy()
+        """[len(encoded), C]: padded to the next warm batch size, in chunks of the largest (all
+        sizes before any is warm)."""
+        sizes = self.warm_sizes or self.batch_sizes
+        found = []
+        for start in range(0, len(encoded), sizes[-1]):
+            chunk = encoded[start : start + sizes[-1]]
+            size = next(b for b in sizes if b >= len(chunk))
+            found.append(self._serve(chunk + chunk[:1] * (size - len(chunk)))[: len(chunk)])
+        return np.concatenate(found)
 
     @staticmethod
     def decoded(encoded: bytes):
@@ -199,9 +228,14 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
 
     def load():
         try:
-            model = GalleryModel(export_dir)
+            model = GalleryModel(export_dir, limits.max_batch)
+            model.warm_up([1])
+            state["model"] = model  # ready: batches run one at a time until larger sizes warm
+            started = time.perf_counter()
             model.warm_up()
-            state["model"] = model
+            log.info(
+                "batch sizes %s warm in %.1f s", model.warm_sizes, time.perf_counter() - started
+            )
         except Exception as e:  # reported by /readyz, and in the log
             state["error"] = f"{type(e).__name__}: {e}"
             log.error("the model at %s did not load: %s", export_dir, state["error"])
@@ -281,8 +315,13 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
 
     @app.get("/readyz", summary="The model is loaded and answers")
     async def readyz():
-        model()
-        return {"status": "ready", "model": name, "version": state["model"].version}
+        found = model()
+        return {
+            "status": "ready",
+            "model": name,
+            "version": found.version,
+            "warm_batch_sizes": list(found.warm_sizes),  # the rest compile in the background
+        }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
