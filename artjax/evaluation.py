@@ -194,28 +194,23 @@ def artist_shares(artists, predicted, artist_genres: dict, classes) -> dict:
 
 
 def near_miss_shares(artists, predicted, artist_genres: dict, classes, neighbours: dict) -> dict:
-    """Per artist scored as `artist_shares` scores them: the share of their paintings whose top-1
-    class is none of their listed genres but a neighbour in time of one (`neighbours`:
-    catalog.time_neighbours); the macro mean over those artists and the share of every scored
-    painting."""
-    by_artist = collections.defaultdict(list)
-    for artist, p in zip(artists, predicted):
-        by_artist[artist].append(p)
-    per_artist = {}
-    for artist in sorted(by_artist):
-        listed = set(artist_genres.get(artist, ())) & set(classes)
-        if not listed:
-            continue
-        near = {n for genre in listed for n in neighbours[genre]} - listed
-        per_artist[artist] = float(np.mean([p in near for p in by_artist[artist]]))
-    counts = {a: len(by_artist[a]) for a in per_artist}
-    total = sum(counts.values())
+    """Per artist scored as `artist_shares` scores them (from its histograms): the share of their
+    paintings whose top-1 class is none of their listed genres but a neighbour in time of one
+    (`neighbours`: catalog.time_neighbours); the macro mean over those artists and the share of
+    every scored painting."""
+    scored = artist_shares(artists, predicted, artist_genres, classes)["per_artist"]
+    per_artist, near_count = {}, 0
+    for artist, v in scored.items():
+        listed = set(v["listed_genres"])
+        near = {n for genre in listed & set(neighbours) for n in neighbours[genre]} - listed
+        hits = sum(n for p, n in v["predicted"].items() if p in near)
+        per_artist[artist] = hits / v["images"]
+        near_count += hits
+    total = sum(v["images"] for v in scored.values())
     return {
         "per_artist": per_artist,
         "macro_near_miss": float(np.mean(list(per_artist.values()))) if per_artist else None,
-        "overall_near_miss": (
-            sum(per_artist[a] * counts[a] for a in per_artist) / total if total else None
-        ),
+        "overall_near_miss": near_count / total if total else None,
         "neighbours": {k: list(v) for k, v in neighbours.items()},
     }
 
