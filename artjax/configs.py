@@ -19,6 +19,11 @@ def data_config() -> ml_collections.ConfigDict:
     # artist with images lists, multi-genre artists included) or "A,B,C"
     d.classes = "study"
     d.min_class_images = 0  # "all", "genres": classes with fewer images are left out
+    # Single-label class sets ("all", "study", a list): the paintings of multi-genre artists who
+    # list one or more of the classes train too, with those classes as a partial label (the loss
+    # is -log of their total probability: steps.MULTI_LABEL_LOSSES["partial"]). They are never in
+    # validation, test or a CV's held-out artists. Frozen backbones (cached features) only.
+    d.partial_labels = False
     # Validation drawn from the training pool by "image" (seeded, stratified, whole duplicate
     # groups) or by "artist" (whole artists: one per class that has two or more).
     d.split_by = "image"
@@ -71,6 +76,9 @@ def model_config() -> ml_collections.ConfigDict:
     m.variant = "v1.5"  # resnet: v1 (Keras layout) | v1.5 (torchvision layout)
     m.width = 64
     m.lite_version = 0  # efficientnet_lite: models.efficientnet_lite.VERSIONS
+    # efficientnet_lite_concat: the backbones side by side (init.checkpoint: one ported
+    # checkpoint per version, comma-separated, in this order)
+    m.lite_versions = (0, 1)
     # efficientnet_lite: stochastic depth of the last block (linear in depth)
     m.drop_connect_rate = 0.2
     # resnet, efficientnet_lite: stage outputs ("stage4", ...) whose global averages join the last
@@ -79,6 +87,17 @@ def model_config() -> ml_collections.ConfigDict:
     # ... and stage outputs whose channel Gram matrices (upper triangle, signed square root) join
     # them: style statistics (Gatys et al.). C channels give C(C+1)/2 features.
     m.gram_stages = ()
+    # resnet, efficientnet_lite: an era head beside the classifier, trained on each painting's
+    # artist's active period (artjax.era; the `era` section). Frozen backbones (cached features).
+    m.era_head = False
+    # The era head as a regression (0) or over this many bins of era_bin_years from
+    # era_bin_start (its estimate: the bins' expected centre; era.loss "bins").
+    m.era_bins = 0
+    m.era_bin_start = 1200.0
+    m.era_bin_years = 25.0
+    # resnet, efficientnet_lite: a hidden layer of this many units (ReLU) between the pooled
+    # features and the heads, shared by the classifier and the era head. 0: none (linear heads).
+    m.head_hidden = 0
     m.bn_momentum = 0.9  # Flax convention (torch momentum 0.1 == 0.9 here; TF's EfficientNet: 0.99)
     return m
 
@@ -110,6 +129,14 @@ def base_config() -> ml_collections.ConfigDict:
     # RESULTS.md).
     config.normalize_class_weights = True
     config.label_smoothing = 0.0
+    # Single-label classes: the share of each target moved to the class's neighbours in time (the
+    # styles before and after it, ordered by their artists' years: data.catalog.time_neighbours),
+    # before label_smoothing spreads its share over every class. 0: off.
+    config.time_smoothing = 0.0
+    # CORAL with artists as domains (steps.coral_loss): the weight of the gap between each
+    # artist's covariance of the head's outputs and its class's, within the batch. Frozen
+    # backbones (cached features). 0: off.
+    config.coral_weight = 0.0
     # mixup (Zhang et al.): each training input, image or cached features, is mixed with another
     # of its device's share at a weight drawn from Beta(mixup_alpha, mixup_alpha), and so is its
     # loss. 0: off.
@@ -127,6 +154,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.profile_steps = 5
     config.data = data_config()
     config.model = model_config()
+    # The era head's loss (steps.ERA_LOSSES: "interval", 0 inside the artist's active period,
+    # "midpoint", or "bins": cross-entropy against the bins the period overlaps, in proportion),
+    # its weight beside the style loss, and the span of the period it prints.
+    config.era = ml_collections.ConfigDict(dict(loss="interval", loss_weight=1.0, span_years=30))
     config.optimizer = optimizer_config()
     # Trainable backbone layers when fine-tuning (name "": the same optimizer as everything else).
     config.backbone_optimizer = optimizer_config()

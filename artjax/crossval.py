@@ -93,6 +93,7 @@ def _save_heldout(fold_dir: pathlib.Path, by: str) -> None:
         calibrated=calibration.apply(found.probabilities, fitted, found.multi_label),
         filenames=np.array(found.filenames),
         artists=np.array(found.artists),
+        **({} if found.era_years is None else {"era_years": found.era_years}),
     )
     record = dict(
         split=split,
@@ -121,6 +122,7 @@ def load_heldout(fold_dir) -> tuple[evaluation.Predictions, dict]:
             probabilities=stored["probabilities"],
             filenames=stored["filenames"].tolist(),
             artists=stored["artists"].tolist(),
+            era_years=stored["era_years"] if "era_years" in stored else None,
         )
         # temperature-scaled by the fold's calibration (CVs from before calibration: as they are)
         scaled = stored["calibrated"] if "calibrated" in stored else found.probabilities
@@ -239,8 +241,12 @@ def _heldout_folds(workdir: pathlib.Path, record: dict) -> list:
                     f"{source}: fold {k} holds other paintings or classes than {sources[0]}: "
                     "a bag needs CVs of one class set and folds"
                 )
+        estimates = [p.era_years for p, _ in parts if p.era_years is not None]
         mean = dataclasses.replace(
-            first, probabilities=np.mean([p.probabilities for p, _ in parts], axis=0)
+            first,
+            probabilities=np.mean([p.probabilities for p, _ in parts], axis=0),
+            # the era: the mean of the bagged CVs that have an era head
+            era_years=np.mean(estimates, axis=0) if estimates else None,
         )
         held = dict(held, calibrated=np.mean([h["calibrated"] for _, h in parts], axis=0))
         found.append((f"fold_{k}", mean, held))
@@ -264,6 +270,9 @@ def cv_report(workdir) -> dict:
                 **_headline(fold_report),
             )
         )
+        if found.era_years is not None:
+            fold_era = found.era_report(_periods(record))["overall"]
+            folds[-1].update(era_mae_to_period=fold_era["mae_to_period"])
         pooled.append(found)
         calibrated.append(held["calibrated"])
     together = evaluation.Predictions(
@@ -273,6 +282,9 @@ def cv_report(workdir) -> dict:
         probabilities=np.concatenate([p.probabilities for p in pooled]),
         filenames=sum((p.filenames for p in pooled), []),
         artists=sum((p.artists for p in pooled), []),
+        era_years=None
+        if any(p.era_years is None for p in pooled)
+        else np.concatenate([p.era_years for p in pooled]),
     )
     pooled_report = together.report(held["artist_genres"])
     per_style = _per_style(pooled_report["artists"]["per_artist"])
@@ -342,7 +354,13 @@ def cv_report(workdir) -> dict:
         classes=together.classes,
         per_style=per_style,
         near_miss=near_miss,
+        era=together.era_report(_periods(record)) if together.era_years is not None else None,
     )
+
+
+def _periods(record: dict) -> dict:
+    root, _ = ip.resolve_root(configs.from_record(record["config"]).data)
+    return catalog.read_active_periods(root / "artists.csv")
 
 
 def _near_misses(record: dict, together, artist_genres: dict) -> dict | None:
@@ -408,6 +426,18 @@ def report_markdown(report: dict) -> str:
             f"macro over artists {near['macro_near_miss']:.4f}, of the paintings "
             f"{near['overall_near_miss']:.4f}.",
         ]
+    era_found = report.get("era")
+    if era_found:
+        overall, macro = era_found["overall"], era_found["macro_over_artists"]
+        lines += [
+            "",
+            f"Era (the era head against each held-out artist's active period): mean distance "
+            f"{overall['mae_to_period']:.1f} years (macro over artists "
+            f"{macro['mae_to_period']:.1f}), to the period's middle "
+            f"{overall['mae_to_middle']:.1f}; "
+            f"within 25 years of the period: {overall['share_within_25']:.4f} of the paintings "
+            f"(macro {macro['share_within_25']:.4f}).",
+        ]
     if report.get("per_style"):
         rows = [
             [genre, len(v["artists"]), v["macro_share_listed"]]
@@ -457,6 +487,10 @@ def report_markdown(report: dict) -> str:
         rows = [[c, m["average_precision"], m["support"]] for c, m in pooled["per_class"].items()]
         lines += _table(["genre", "AP", "support"], rows)
     near_misses = (near or {}).get("per_artist", {})
+    eras = (era_found or {}).get("per_artist", {})
+    era_cell = lambda a: (
+        f"{eras[a]['period'][0]}-{eras[a]['period'][1]}: {eras[a]['median_estimate']:.0f}"
+    )
     rows = [
         [
             a,
@@ -465,12 +499,14 @@ def report_markdown(report: dict) -> str:
             v["share_listed"],
             near_misses.get(a),
             ", ".join(f"{c} {n}" for c, n in list(v["predicted"].items())[:3]),
+            *([era_cell(a) if a in eras else None] if eras else []),
         ]
         for a, v in artists["per_artist"].items()
     ]
     if rows:
         header = ["held-out artist", "listed genres", "images", "listed share", "near miss"]
-        lines += ["", *_table([*header, "predicted (top 3)"], rows)]
+        header += ["predicted (top 3)", *(["period: median estimate"] if eras else [])]
+        lines += ["", *_table(header, rows)]
     if artists["artists_not_scored"]:
         not_scored = ", ".join(artists["artists_not_scored"])
         lines += ["", f"Not scored (no listed genre among the classes): {not_scored}."]

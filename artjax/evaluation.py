@@ -13,6 +13,7 @@ import collections
 import dataclasses
 import functools
 import json
+import logging
 import pathlib
 
 import jax
@@ -23,6 +24,7 @@ from sklearn import metrics as skm
 from artjax import (
     calibration,
     checkpointing,
+    era,
     figures,
     models,
     steps,
@@ -37,12 +39,17 @@ from artjax.serving import inference
 
 def evaluate_split(p_eval_step, state, batches, split: str) -> tuple[dict, dict]:
     """Metrics of one pass over a split's padded batches (from the step's on-device sums), and the
-    labels, logits and filenames of its real (unpadded) images."""
+    labels, logits and filenames of its real (unpadded) images; an eval step with an era head's
+    outputs ((logits, era), sums) gives the era estimates too ("era", in `artjax.era` units)."""
     sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
     found = {"labels": [], "logits": [], "filenames": []}
     for batch in batches:
         filenames = batch.pop("filename").reshape(-1)
         batch_logits, batch_sums = p_eval_step(state, batch)
+        if isinstance(batch_logits, tuple):
+            batch_logits, batch_era = batch_logits
+            mask = batch["mask"].reshape(-1) == 1
+            found.setdefault("era", []).append(np.asarray(batch_era, np.float32).reshape(-1)[mask])
         sums = {k: sums[k] + float(batch_sums[k][0]) for k in sums}
         mask = batch["mask"].reshape(-1) == 1
         labels = batch["label"]
@@ -226,6 +233,7 @@ class Predictions:
     filenames: list
     artists: list
     loss: float | None = None
+    era_years: np.ndarray | None = None  # [N] the era head's estimates, where the model has one
 
     @property
     def predicted(self) -> list:
@@ -238,6 +246,12 @@ class Predictions:
             found = classification_report(self.labels, self.probabilities.argmax(-1), self.classes)
         found["artists"] = artist_shares(self.artists, self.predicted, artist_genres, self.classes)
         return found
+
+    def era_report(self, periods: dict) -> dict | None:
+        """`artjax.era.report` of the era estimates against the artists' active periods."""
+        if self.era_years is None:
+            return None
+        return era.report(self.era_years, self.artists, periods)
 
 
 def _data_for(config, run, workdir) -> ip.PreparedData:
@@ -254,12 +268,24 @@ def model_predictions(config, run, state, data, split: str, probe: str = "") -> 
     """The full model (images in) on one of `data`'s splits, each image under the shortcut
     `probe` if one is named (preprocess.SHORTCUT_PROBES)."""
     num_devices = jax.local_device_count()
-    eval_step = functools.partial(steps.eval_step, multi_label_loss=config.multi_label_loss)
+    era_apply_fn = None
+    if config.model.era_head:
+        model, _ = train_state.build_model(config, len(data.classes), axis_name=None)
+        era_apply_fn = models.era_apply(model, on_features=False)
+    eval_step = functools.partial(
+        steps.eval_step, multi_label_loss=config.multi_label_loss, era_apply_fn=era_apply_fn
+    )
     p_eval_step = jax.pmap(eval_step, axis_name=steps.AXIS)
     batches = ip.eval_dataset(data, split, config, num_devices, probe).as_numpy_iterator()
     metrics, found = evaluate_split(p_eval_step, steps.replicate(state), batches, split)
     return predictions_of(
-        config, data, found["logits"], found["labels"], found["filenames"], metrics[f"{split}_loss"]
+        config,
+        data,
+        found["logits"],
+        found["labels"],
+        found["filenames"],
+        metrics[f"{split}_loss"],
+        found.get("era"),
     )
 
 
@@ -283,7 +309,13 @@ def split_predictions(workdir, split: str, checkpoint: str = "best"):
         variables["batch_stats"] = state.batch_stats
     head = jax.jit(functools.partial(steps.view_mean_logits, models.head_apply(model)))
     logits = head(variables, found["features"])
-    predictions = predictions_of(config, data, logits, found["label"], found["filename"])
+    estimates = None
+    if config.model.era_head:
+        era_head = jax.jit(functools.partial(steps.view_mean_logits, models.era_apply(model)))
+        estimates = era_head(variables, found["features"])
+    predictions = predictions_of(
+        config, data, logits, found["label"], found["filename"], era_units=estimates
+    )
     return predictions, data, config
 
 
@@ -314,8 +346,11 @@ def calibrate(workdir, checkpoint: str = "best") -> dict:
     return fitted
 
 
-def predictions_of(config, data, logits, labels, filenames, loss=None) -> Predictions:
-    """Predictions of `data`'s images (byte-string `filenames`) from their logits."""
+def predictions_of(
+    config, data, logits, labels, filenames, loss=None, era_units=None
+) -> Predictions:
+    """Predictions of `data`'s images (byte-string `filenames`) from their logits (and an era
+    head's estimates)."""
     filenames = [f.decode() for f in filenames]
     artist_of = {r.filename: r.artist for r in data.rows}
     probs = steps.probabilities(logits, data.multi_label, config.multi_label_loss)
@@ -327,6 +362,7 @@ def predictions_of(config, data, logits, labels, filenames, loss=None) -> Predic
         filenames=filenames,
         artists=[artist_of[f] for f in filenames],
         loss=loss,
+        era_years=None if era_units is None else era.to_years(era_units),
     )
 
 
@@ -334,7 +370,7 @@ def bag_predictions(cv_workdir, split: str, checkpoint: str = "best"):
     """The fold models' averaged probabilities (each temperature-scaled where it was calibrated) on
     `split` as a plain run of their config draws it (no cross-validation fold: "test" is the fixed
     test split). Returns (predictions, data, run)."""
-    probabilities, data, first = [], None, None
+    probabilities, estimates, data, first = [], [], None, None
     for fold_dir in checkpointing.fold_workdirs(cv_workdir):
         config, run, state, step = train_state.load_run(fold_dir, checkpoint)
         if data is None:
@@ -347,7 +383,11 @@ def bag_predictions(cv_workdir, split: str, checkpoint: str = "best"):
             raise checkpointing.CheckpointMismatchError(f"{fold_dir}: another {split} split")
         fitted = calibration.load(fold_dir, step)
         probabilities.append(calibration.apply(found.probabilities, fitted, found.multi_label))
+        estimates.append(found.era_years)
     first.probabilities = np.mean(probabilities, axis=0)
+    # the bag's era: the mean estimate of its models that have an era head
+    with_era = [e for e in estimates if e is not None]
+    first.era_years = np.mean(with_era, axis=0) if with_era else None
     first.loss = None
     return first, data, run
 
@@ -365,6 +405,7 @@ def _write_predictions(out: pathlib.Path, found: Predictions) -> None:
             "true": true,
             "predicted": found.predicted,
             **{f"p_{c}": found.probabilities[:, i] for i, c in enumerate(classes)},
+            **({} if found.era_years is None else {"era_estimate": found.era_years}),
         }
     ).to_csv(out / "predictions.csv", index=False)
 
@@ -389,6 +430,8 @@ def evaluate(workdir, split: str = "test", checkpoint: str = "best") -> dict:
         found.probabilities = calibration.apply(found.probabilities, fitted, found.multi_label)
     classes = found.classes
     report = found.report(data.artist_genres)
+    if found.era_years is not None:
+        report["era"] = found.era_report(ip.artist_periods(data))
     report.update(
         split=split,
         step=None if step is None else int(step),
@@ -489,18 +532,27 @@ def evaluate_images(workdir, images_dir, checkpoint: str = "best") -> dict:
         )
     found = catalog.read_catalog(images_dir, include_multi_genre=True)
     predictor = inference.Predictor(workdir, checkpoint)
-    probabilities, readable, errors = predictor.predict_files(list(found.images["path"]))
+    outputs = predictor.files_outputs(list(found.images["path"]))
+    probabilities, estimates, readable, errors = outputs
     artist_of = dict(zip(found.images["path"], found.images["artist"]))
     classes = predictor.classes
     predicted = [classes[i] for i in probabilities.argmax(-1)]
     artists = [artist_of[p] for p in readable]
     report = artist_shares(artists, predicted, found.artist_genres, classes)
+    if estimates is not None:
+        # the era against the folder's own artists.csv periods
+        try:
+            periods = catalog.read_active_periods(images_dir / "artists.csv")
+        except catalog.DataError as e:
+            logging.warning("no era figures for %s: %s", images_dir, e)
+        else:
+            report["era"] = era.report(estimates, artists, periods) if artists else None
     report.update(
         images_dir=str(images_dir.absolute()),
         images=len(readable),
         unreadable_files=errors,
         files_without_artist_row=list(found.unmatched_files),
-        models=len(predictor._logits),
+        models=predictor.model_count,
         checkpoint=checkpoint,
         synthetic=predictor.synthetic,
         workdir=str(workdir),
@@ -515,6 +567,7 @@ def evaluate_images(workdir, images_dir, checkpoint: str = "best") -> dict:
             "listed_genres": [",".join(found.artist_genres.get(a, ())) for a in artists],
             "predicted": predicted,
             **{f"p_{c}": probabilities[:, i] for i, c in enumerate(classes)},
+            **({} if estimates is None else {"era_estimate": estimates}),
         }
     ).to_csv(out / "predictions.csv", index=False)
     suffix = f" [{synthetic.BANNER}]" if predictor.synthetic else ""

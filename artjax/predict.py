@@ -2,7 +2,8 @@
 `python -m artjax.predict --workdir checkpoints/<run> [--top_k 3] [--checkpoint best] IMAGE...`
 (applications use `artjax.serving.inference.Predictor`). Probabilities are temperature-scaled
 where the run was calibrated on validation; below the calibrated threshold a prediction is
-marked uncertain."""
+marked uncertain. A model with an era head also prints the period it estimates ("about
+1870-1900")."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def main(argv):
         line = f"{path}: " + ", ".join(f"{style} {p:.3f}" for style, p in found.ranked)
         if predictor.multi_label:
             line += f"  listed genres: {', '.join(found.listed) or 'none'}"
+        if found.period:
+            line += f"  period: {found.period}"
         if found.uncertain:
             line += f"  [uncertain: top probability below {predictor.uncertain_below:.3f}]"
         print(line)

@@ -61,6 +61,48 @@ MULTI_LABEL_LOSSES = Registry(
         "softmax": lambda logits, targets, smoothing: optax.softmax_cross_entropy(
             logits, optax.smooth_labels(_listed_share(targets), smoothing)
         ),
+        "partial": lambda logits, targets, smoothing: partial_label_loss(
+            logits, targets, smoothing
+        ),
+    },
+)
+
+
+def partial_label_loss(logits, targets, smoothing: float = 0.0):
+    """-log of the total softmax probability of the listed classes (a partial label: the true
+    class is one of them), smoothed as optax.smooth_labels smooths a one-hot target: (1 - s) times
+    that plus s times the mean over the classes of -log p. A single listed class gives the
+    smoothed cross-entropy."""
+    log_p = jax.nn.log_softmax(logits)
+    listed = jax.nn.logsumexp(jnp.where(targets > 0, log_p, -jnp.inf), axis=-1)
+    return -(1.0 - smoothing) * listed - smoothing * jnp.mean(log_p, axis=-1)
+
+
+def _outside(estimate, target):
+    """Distance from the estimate to the interval target = (start, end); 0 inside it."""
+    return jnp.maximum(target[..., 0] - estimate, 0.0) + jnp.maximum(estimate - target[..., 1], 0.0)
+
+
+def era_bin_targets(period, edges):
+    """[B, 2] periods, [K + 1] bin edges (era units) -> [B, K]: each bin's share of the period
+    (the length they overlap, normalized; a period of no length: the bin it falls in)."""
+    start = period[..., :1]
+    end = jnp.maximum(period[..., 1:], start + 1e-4)
+    overlap = jnp.clip(jnp.minimum(end, edges[1:]) - jnp.maximum(start, edges[:-1]), 0.0)
+    return overlap / jnp.maximum(jnp.sum(overlap, -1, keepdims=True), 1e-9)
+
+
+# era.loss -> (the era head's outputs [B, 1] or bin logits [B, K], the artist's active period
+# [B, 2], bin edges [K + 1] or None) -> per-example loss, in `artjax.era` units
+ERA_LOSSES = Registry(
+    "era.loss",
+    {
+        # inside the artist's period costs nothing: the painting's own date is not known
+        "interval": lambda outputs, target, edges: _outside(outputs[..., 0], target),
+        "midpoint": lambda outputs, target, edges: jnp.abs(outputs[..., 0] - jnp.mean(target, -1)),
+        "bins": lambda outputs, target, edges: optax.softmax_cross_entropy(
+            outputs, era_bin_targets(target, edges)
+        ),
     },
 )
 
@@ -70,15 +112,61 @@ def is_multi_label(labels) -> bool:
     return labels.ndim == 2
 
 
-def example_losses(logits, labels, label_smoothing: float, multi_label_loss: str = "sigmoid"):
+def example_losses(
+    logits, labels, label_smoothing: float, multi_label_loss: str = "sigmoid", target_matrix=None
+):
     """Per-example loss: softmax cross-entropy against the (smoothed) class, or the multi-label
-    loss against the listed classes."""
+    loss against the listed classes. `target_matrix` [C, C]: row c is class c's target
+    distribution (`time_soft_targets`) in place of its one-hot vector."""
     if is_multi_label(labels):
         return MULTI_LABEL_LOSSES[multi_label_loss](logits, labels, label_smoothing)
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    if target_matrix is None:
+        targets = jax.nn.one_hot(labels, logits.shape[-1])
+    else:
+        targets = jnp.asarray(target_matrix)[labels]
     if label_smoothing:
         targets = optax.smooth_labels(targets, label_smoothing)
     return optax.softmax_cross_entropy(logits, targets)
+
+
+def time_soft_targets(classes, neighbours: dict, share: float) -> np.ndarray:
+    """[C, C]: row c gives class c 1 - `share` and its neighbours in time (`neighbours[c]`,
+    `data.catalog.time_neighbours`) `share` split equally; a class without any keeps 1."""
+    index = {c: i for i, c in enumerate(classes)}
+    found = np.eye(len(classes), dtype=np.float32)
+    for c, around in neighbours.items():
+        if around:
+            found[index[c], index[c]] = 1.0 - share
+            for n in around:
+                found[index[c], index[n]] = share / len(around)
+    return found
+
+
+def coral_loss(outputs, labels, artists, num_classes: int, num_artists: int):
+    """CORAL (Sun & Saenko) with artists as domains, within each class: the mean over the
+    artists with two or more examples here of ||C_artist - C_class||_F^2 / (4 d^2), where C is
+    the covariance of `outputs` [B, d] over the artist's examples and over all of the class's
+    (normalized by the count, so that artists with the same outputs have the class's covariance:
+    zero when every artist of a class has the same distribution of outputs)."""
+    d = outputs.shape[-1]
+
+    def covariances(members):  # members [B, G] one-hot -> [G] counts, [G, d, d] covariances
+        count = jnp.sum(members, 0)
+        mean = (members.T @ outputs) / jnp.maximum(count, 1.0)[:, None]
+        centred = outputs[None] - mean[:, None]  # [G, B, d]
+        weighted = centred * members.T[:, :, None]
+        cov = jnp.einsum("gbi,gbj->gij", weighted, centred) / jnp.maximum(count, 1.0)[:, None, None]
+        return count, cov
+
+    artist_count, artist_cov = covariances(jax.nn.one_hot(artists, num_artists))
+    class_count, class_cov = covariances(jax.nn.one_hot(labels, num_classes))
+    # each artist's class: the class of its examples here (an artist has one class)
+    artist_class = jnp.argmax(
+        jax.nn.one_hot(artists, num_artists).T @ jax.nn.one_hot(labels, num_classes), -1
+    )
+    gaps = jnp.sum((artist_cov - class_cov[artist_class]) ** 2, axis=(1, 2)) / (4.0 * d * d)
+    counted = (artist_count >= 2) & (class_count[artist_class] > artist_count)
+    return jnp.sum(jnp.where(counted, gaps, 0.0)) / jnp.maximum(jnp.sum(counted), 1.0)
 
 
 def example_weights(class_weights, labels):
@@ -140,6 +228,12 @@ def train_step(
     apply_fn=None,
     multi_label_loss: str = "sigmoid",
     mixup_alpha: float = 0.0,
+    era_weight: float = 0.0,
+    era_loss: str = "interval",
+    target_matrix=None,
+    coral_weight: float = 0.0,
+    num_artists: int = 0,
+    era_edges=None,
 ):
     """One optimizer step on this device's share of the global batch.
 
@@ -162,11 +256,29 @@ def train_step(
     `mixup_alpha` > 0: inputs are mixed in pairs within this device's share (`mixup`); an example's
     loss and weight are its pair's, mixed at the same weight (cross-entropy is linear in the
     target, so this is the loss against the mixed targets). Accuracy counts the first label.
+
+    `era_weight` > 0: `apply_fn` returns (logits, the era head's outputs) and the batch holds each
+    example's artist's active period (`era`, [B, 2] in `artjax.era` units); the loss adds
+    `era_weight` times the `era_loss` (`ERA_LOSSES`; "bins" over the bins of `era_edges`),
+    weighted and normalized as the style loss.
+
+    `target_matrix` [C, C]: single-label targets are its rows (`time_soft_targets`).
+
+    `coral_weight` > 0: the batch holds each example's artist (`artist`, ids < `num_artists`) and
+    the loss adds `coral_weight` times `coral_loss` of this device's logits (with a frozen
+    backbone, the head's output is the only representation that trains).
     """
     apply_fn = apply_fn or state.apply_fn
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
     labels, inputs = batch["label"], batch["image"]
     weights = example_weights(class_weights, labels)
+    if coral_weight and (mixup_alpha or is_multi_label(labels)):
+        raise ValueError("coral_weight: single-label classes without mixup_alpha")
+    if era_weight and mixup_alpha:
+        raise ValueError(
+            "mixup_alpha with an era head: mixing paintings of two periods is not "
+            "defined; set one of them to 0"
+        )
     if mixup_alpha:
         mixup_rng = jax.random.fold_in(rng, MIXUP_STREAM)
         partner, mixed = mixup(mixup_rng, labels.shape[0], mixup_alpha)
@@ -181,17 +293,28 @@ def train_step(
 
     def loss_fn(diff_params):
         params = traverse_util.unflatten_dict({**flat_params, **diff_params})
-        logits, updates = apply_fn(
+        outputs, updates = apply_fn(
             _variables(state, params),
             inputs,
             train=True,
             rngs={"dropout": rng},
             mutable=["batch_stats"],
         )
-        losses = example_losses(logits, labels, label_smoothing, multi_label_loss)
+        logits = outputs[0] if era_weight else outputs
+        losses = example_losses(logits, labels, label_smoothing, multi_label_loss, target_matrix)
+        if era_weight:
+            era_losses = ERA_LOSSES[era_loss](outputs[1], batch["era"], era_edges)
+            losses = losses + era_weight * era_losses
         if not mixup_alpha:
-            return jnp.sum(losses * weights) / denominator, (logits, updates)
-        partner_losses = example_losses(logits, labels[partner], label_smoothing, multi_label_loss)
+            loss = jnp.sum(losses * weights) / denominator
+            if coral_weight:
+                # per device: a device's share of the mean over devices (the psum below)
+                coral = coral_loss(logits, labels, batch["artist"], logits.shape[-1], num_artists)
+                loss = loss + coral_weight * coral / jax.lax.psum(1, AXIS)
+            return loss, (logits, updates)
+        partner_losses = example_losses(
+            logits, labels[partner], label_smoothing, multi_label_loss, target_matrix
+        )
         weighted = pair_weights[0] * losses + pair_weights[1] * partner_losses
         return jnp.sum(weighted) / denominator, (logits, updates)
 
@@ -225,15 +348,22 @@ def view_mean_logits(apply_fn, variables, inputs):
     if inputs.ndim not in (3, 5):
         return apply_fn(variables, inputs, train=False)
     views = models.per_view(lambda x: apply_fn(variables, x, train=False), inputs)
-    return jnp.mean(views, axis=1)
+    return jax.tree.map(lambda v: jnp.mean(v, axis=1), views)  # logits, or (logits, era)
 
 
-def eval_step(state: TrainState, batch, *, apply_fn=None, multi_label_loss: str = "sigmoid"):
+def eval_step(
+    state: TrainState,
+    batch,
+    *,
+    apply_fn=None,
+    multi_label_loss: str = "sigmoid",
+    era_apply_fn=None,
+):
     """Logits for this device's images (or cached features, with the head's `apply_fn`; averaged
-    over views where there are several), plus masked sums over all devices."""
-    logits = view_mean_logits(
-        apply_fn or state.apply_fn, _variables(state, state.params), batch["image"]
-    )
+    over views where there are several), plus masked sums over all devices. With `era_apply_fn`
+    (`models.era_apply`), the outputs are (logits, era estimates), each a mean over the views."""
+    variables = _variables(state, state.params)
+    logits = view_mean_logits(apply_fn or state.apply_fn, variables, batch["image"])
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
     if is_multi_label(labels):
@@ -245,4 +375,6 @@ def eval_step(state: TrainState, batch, *, apply_fn=None, multi_label_loss: str 
         "correct": jax.lax.psum(jnp.sum(top1_hits(logits, labels) * mask), AXIS),
         "count": jax.lax.psum(jnp.sum(mask), AXIS),
     }
+    if era_apply_fn is not None:
+        return (logits, view_mean_logits(era_apply_fn, variables, batch["image"])), sums
     return logits, sums

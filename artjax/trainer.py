@@ -23,6 +23,7 @@ from flax import jax_utils
 from artjax import (
     calibration,
     checkpointing,
+    era,
     evaluation,
     hooks,
     models,
@@ -30,7 +31,7 @@ from artjax import (
     train_state,
     transfer,
 )
-from artjax.data import exploration, feature_batches
+from artjax.data import catalog, exploration, feature_batches
 from artjax.data import input_pipeline as ip
 
 
@@ -40,6 +41,8 @@ class BatchSource:
     val: Callable[[], Iterable[dict]]  # one padded, masked pass over the validation split
     # what the steps apply to batch["image"]; None: the model on images
     apply_fn: Callable | None = None
+    # what the train step applies, where it differs (an era head's (logits, era)); None: apply_fn
+    train_apply_fn: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,20 +100,32 @@ def backbone_features(data, config, model, state, num_devices: int) -> dict:
         batches = ip.eval_dataset(split_data, split, config, num_devices).as_numpy_iterator()
         return feature_batches.compute_features(p_features, variables, batches)
 
+    periods = ip.artist_periods(data) if config.model.era_head else None
     if not config.freeze.feature_cache:
-        return {split: compute(data, split) for split in ("train", "val")}
+        found = {split: compute(data, split) for split in ("train", "val")}
+        if periods is not None:
+            for features in found.values():
+                artists = ip.artists_of(data, [f.decode() for f in features["filename"]])
+                features["era"] = era.targets(artists, periods)
+        return found
     if jax.process_count() > 1:
         raise ValueError("freeze.feature_cache holds every image: it is for single-process runs")
     identity = feature_batches.cache_identity(config)
     cache_dir = config.freeze.feature_cache
-    found = feature_batches.load_cache(cache_dir, identity, [r.filename for r in data.rows])
-    if found is None:
-        computed = compute(ip.with_all_images(data), "all")
-        found = dict(zip((f.decode() for f in computed["filename"]), computed["features"]))
+    found = feature_batches.read_cache(cache_dir, identity)
+    # only the images the cache lacks (another class set's, or new ones) go through the backbone
+    missing = sorted({r.filename for r in data.rows} - set(found))
+    if missing:
+        computed = compute(ip.with_images(data, "missing", missing), "missing")
+        found.update(zip((f.decode() for f in computed["filename"]), computed["features"]))
         feature_batches.save_cache(cache_dir, identity, found)
+        hooks.report(f"backbone features of {len(missing)} images computed into {cache_dir}")
     else:
         hooks.report(f"backbone features read from {cache_dir}")
-    return {split: feature_batches.split_features(data, split, found) for split in ("train", "val")}
+    return {
+        split: feature_batches.split_features(data, split, found, periods)
+        for split in ("train", "val")
+    }
 
 
 def cached_feature_batches(
@@ -120,8 +135,15 @@ def cached_feature_batches(
     that share a cache); the head then trains on its features."""
     start = time.perf_counter()
     features = backbone_features(data, config, model, state, num_devices)
+    if config.coral_weight:
+        artists = artist_ids(data)
+        names = [f.decode() for f in features["train"]["filename"]]
+        features["train"]["artist"] = np.array(
+            [artists[a] for a in ip.artists_of(data, names)], np.int32
+        )
     count = sum(len(f["label"]) for f in features.values())
-    hooks.report(f"backbone features of {count} images: {time.perf_counter() - start:.1f}s")
+    elapsed = time.perf_counter() - start
+    hooks.report(f"backbone features of the {count} training and validation images: {elapsed:.1f}s")
     return BatchSource(
         train=feature_batches.train_batches(
             features["train"],
@@ -134,6 +156,7 @@ def cached_feature_batches(
             features["val"], config, num_devices, data.num_examples("val")
         ),
         apply_fn=models.head_apply(model),
+        train_apply_fn=models.head_apply(model, with_era=config.model.era_head),
     )
 
 
@@ -171,7 +194,43 @@ def initial_state(config, model, plan, classes, steps_per_epoch, ckpt) -> steps.
     return state
 
 
-def pmapped_steps(config, data, state, plan, apply_fn) -> tuple[Callable, Callable]:
+def era_bin_edges(config) -> np.ndarray | None:
+    """The era head's bin edges in `artjax.era` units (model.era_bins), checked against
+    era.loss: the "bins" loss is for bins, the others for a regression."""
+    m = config.model
+    if not m.era_head:
+        return None
+    if (config.era.loss == "bins") != bool(m.era_bins):
+        raise ValueError(
+            f"era.loss={config.era.loss!r} with model.era_bins={m.era_bins}: the 'bins' loss "
+            "takes model.era_bins > 0, the regression losses model.era_bins=0"
+        )
+    if not m.era_bins:
+        return None
+    return era.from_years(m.era_bin_start + m.era_bin_years * np.arange(m.era_bins + 1))
+
+
+def artist_ids(data) -> dict[str, int]:
+    """Each artist of the class set's id (sorted by name), for CORAL across artists."""
+    return {a: i for i, a in enumerate(sorted({r.artist for r in data.rows}))}
+
+
+def time_targets(config, data) -> np.ndarray | None:
+    """`steps.time_soft_targets` of `config.time_smoothing`, the styles ordered in time by the
+    active periods of the download's artists.csv; None when it is 0."""
+    if not config.time_smoothing:
+        return None
+    if data.multi_label or data.partial_labels:
+        raise ValueError(
+            "time_smoothing softens single-label targets: not with a multi-label class set or "
+            "data.partial_labels"
+        )
+    periods = ip.artist_periods(data)
+    neighbours = catalog.time_neighbours(data.classes, data.artist_genres, periods)
+    return steps.time_soft_targets(data.classes, neighbours, config.time_smoothing)
+
+
+def pmapped_steps(config, data, state, plan, batches: BatchSource) -> tuple[Callable, Callable]:
     """The train and eval steps mapped over the local devices (named axis steps.AXIS)."""
     weights = data.class_weights if config.class_weighted else np.ones(len(data.classes))
     trainable = transfer.trainable_keys(state.params, plan)
@@ -181,12 +240,19 @@ def pmapped_steps(config, data, state, plan, apply_fn) -> tuple[Callable, Callab
         label_smoothing=config.label_smoothing,
         normalize_weights=config.normalize_class_weights,
         trainable=None if len(trainable) == len(jax.tree.leaves(state.params)) else trainable,
-        apply_fn=apply_fn,
-        multi_label_loss=config.multi_label_loss,
+        apply_fn=batches.train_apply_fn or batches.apply_fn,
+        # rows with partial labels train on the total probability of their listed classes
+        multi_label_loss="partial" if data.partial_labels else config.multi_label_loss,
         mixup_alpha=config.mixup_alpha,
+        era_weight=config.era.loss_weight if config.model.era_head else 0.0,
+        era_loss=config.era.loss,
+        target_matrix=time_targets(config, data),
+        coral_weight=config.coral_weight,
+        num_artists=len(artist_ids(data)),
+        era_edges=era_bin_edges(config),
     )
     eval_step = functools.partial(
-        steps.eval_step, apply_fn=apply_fn, multi_label_loss=config.multi_label_loss
+        steps.eval_step, apply_fn=batches.apply_fn, multi_label_loss=config.multi_label_loss
     )
     return (
         jax.pmap(train_step, axis_name=steps.AXIS, donate_argnums=(0,)),
@@ -229,12 +295,18 @@ def set_up(config, workdir) -> Setup:
     start_step = int(state.step)
     if transfer.uses_cached_features(config, plan):
         batches = cached_feature_batches(data, config, model, state, num_devices, start_step)
+    elif config.model.era_head or data.partial_labels or config.coral_weight:
+        raise ValueError(
+            "model.era_head, data.partial_labels and coral_weight train on a frozen backbone's "
+            "cached features "
+            "(freeze.trainable=head, freeze.cache_features=True, data.augment_enabled=False)"
+        )
     else:
         batches = image_batches(data, config, num_devices, start_step)
     if config.prefetch_to_device:
         prefetched = jax_utils.prefetch_to_device(batches.train, config.prefetch_to_device)
         batches = dataclasses.replace(batches, train=prefetched)
-    p_train_step, p_eval_step = pmapped_steps(config, data, state, plan, batches.apply_fn)
+    p_train_step, p_eval_step = pmapped_steps(config, data, state, plan, batches)
     return Setup(
         config=config,
         workdir=workdir,

@@ -33,10 +33,12 @@ import optax
 from flax import traverse_util
 
 from artjax import checkpointing, models, optim
-from artjax.models import porting
+from artjax.models import concatenated, porting
 from artjax.registry import Registry
 
 HEAD = "head"
+# the classifier, and where the model has them the era head and the hidden layer they share
+HEADS = (HEAD, "era_head", "head_hidden_layer")
 
 
 class WeightsMismatchError(ValueError):
@@ -78,17 +80,21 @@ class Plan:
     frozen_backbone: bool  # only the head trains
 
     def label(self, path: str) -> str:
-        if path == HEAD or path.startswith(HEAD + "/"):
+        if path.split("/")[0] in HEADS:
             return "head"
         return "backbone" if path in self.trainable else "frozen"
+
+
+def _heads(paths: tuple[str, ...]) -> list[str]:
+    return [p for p in paths if p in HEADS]
 
 
 def _last_fraction(freeze_config, paths: tuple[str, ...]) -> list[str]:
     if not 0.0 <= freeze_config.fraction <= 1.0:
         raise ValueError(f"freeze.fraction {freeze_config.fraction} is not in [0, 1]")
-    backbone = [p for p in paths if p != HEAD]
+    backbone = [p for p in paths if p not in HEADS]
     count = int(np.ceil(freeze_config.fraction * len(backbone)))
-    return backbone[len(backbone) - count :] + [HEAD]
+    return backbone[len(backbone) - count :] + _heads(paths)
 
 
 def _named_modules(freeze_config, paths: tuple[str, ...]) -> list[str]:
@@ -101,7 +107,7 @@ def _named_modules(freeze_config, paths: tuple[str, ...]) -> list[str]:
             f"freeze.modules {unknown or names} name(s) no module of this model; "
             f"its top-level modules are {sorted(top)}"
         )
-    return [p for p in paths if any(matches(p, n) for n in names)] + [HEAD]
+    return [p for p in paths if any(matches(p, n) for n in names)] + _heads(paths)
 
 
 # freeze.trainable -> (freeze config, layer paths in forward order) -> the paths that train
@@ -109,7 +115,7 @@ TRAINABLE = Registry(
     "freeze.trainable",
     {
         "all": lambda freeze_config, paths: list(paths),
-        "head": lambda freeze_config, paths: [p for p in paths if p == HEAD],
+        "head": lambda freeze_config, paths: _heads(paths),
         "last_fraction": _last_fraction,
         "modules": _named_modules,
     },
@@ -127,7 +133,8 @@ def plan(freeze_config, paths: tuple[str, ...], norm_paths: frozenset[str]) -> P
     # Frozen layers' BatchNorm always runs in inference mode; the trainable part's per
     # freeze.batch_norm.
     frozen_norms = tuple(sorted(p for p in norm_paths if p not in keep_training(trainable)))
-    return Plan(trainable, frozen_norms, frozen_backbone=trainable == (HEAD,))
+    frozen_backbone = bool(trainable) and set(trainable) <= set(HEADS)
+    return Plan(trainable, frozen_norms, frozen_backbone=frozen_backbone)
 
 
 def trainable_keys(params, the_plan: Plan) -> frozenset:
@@ -166,7 +173,7 @@ def create_optimizer(
 # ------------------------------------------------------------------------------------
 
 
-def merge_strict(fresh: dict, loaded: dict, source: str, replace=(HEAD,)) -> dict:
+def merge_strict(fresh: dict, loaded: dict, source: str, replace=HEADS) -> dict:
     """`loaded` variables in the structure of `fresh`, except modules in `replace` (kept from
     `fresh`).
     Anything missing, unexpected or of another shape is an error listing it."""
@@ -196,6 +203,8 @@ def merge_strict(fresh: dict, loaded: dict, source: str, replace=(HEAD,)) -> dic
 def load_initial_variables(init_config, fresh: dict, model_config, data_config, classes) -> dict:
     """Variables to start from: a ported checkpoint (head replaced) or a training workdir (best
     step)."""
+    if model_config.name == "efficientnet_lite_concat":
+        return _concatenated_ports(init_config, fresh, model_config, data_config)
     path = pathlib.Path(init_config.checkpoint).expanduser()
     if (path / porting.META_FILE).is_file():
         loaded, meta = porting.load(path)
@@ -231,6 +240,37 @@ def load_initial_variables(init_config, fresh: dict, model_config, data_config, 
         f"init.checkpoint {path}: neither ported weights ({porting.META_FILE}) nor a training "
         f"workdir ({checkpointing.RUN_FILE})"
     )
+
+
+def _concatenated_ports(init_config, fresh: dict, model_config, data_config) -> dict:
+    """Each backbone of a concatenated model from its own ported checkpoint (init.checkpoint:
+    one per `model.lite_versions`, comma-separated, in that order); their heads are dropped."""
+    paths = [pathlib.Path(p.strip()).expanduser() for p in init_config.checkpoint.split(",")]
+    versions = tuple(model_config.lite_versions)
+    if len(paths) != len(versions):
+        raise WeightsMismatchError(
+            f"init.checkpoint names {len(paths)} checkpoint(s) for model.lite_versions {versions}: "
+            "one ported checkpoint per backbone, comma-separated, in that order"
+        )
+    loaded = {}
+    for version, path in zip(versions, paths):
+        if not (path / porting.META_FILE).is_file():
+            raise FileNotFoundError(
+                f"init.checkpoint {path}: no ported weights ({porting.META_FILE})"
+            )
+        variables, meta = porting.load(path)
+        expected = {"name": "efficientnet_lite", "lite_version": version}
+        if meta["architecture"] != expected:
+            raise WeightsMismatchError(f"{path} holds {meta['architecture']}, not {expected}")
+        if data_config.normalization != meta["normalization"]:
+            raise WeightsMismatchError(
+                f"{path} expects data.normalization={meta['normalization']!r}; the config has "
+                f"{data_config.normalization!r}"
+            )
+        for collection, tree in variables.items():
+            part = {k: v for k, v in tree.items() if k != HEAD}
+            loaded.setdefault(collection, {})[concatenated.part_name(version)] = part
+    return merge_strict(fresh, loaded, init_config.checkpoint)
 
 
 # --- cached features

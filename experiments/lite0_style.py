@@ -23,6 +23,12 @@ What it changes from experiments/efficientnet_lite0_imagenet.py, each chosen on 
   a prediction averages their logits (`data.views=crops`, `data.crop_fraction=0.5`): better on
   every fold of the `all` CV and four of five of the `genres` CV. Five backbone passes per
   painting, at training (once, cached) and at prediction;
+- an era head beside the style head (`model.era_head`, over 25-year bins: `model.era_bins`,
+  `era.loss=bins`): the period a painting was made in, learnt from its artist's active period in
+  artists.csv, which `artjax.predict`, the export and the gallery service give ("about
+  1870-1900"). On the frozen backbone the two heads share nothing, so the style predictions are
+  those without it, to the digit. On unseen painters it is off by decades (RESULTS.md, "Style
+  across painters, round 2");
 - (not a default: it names a CV workdir) the temperature fitted on held-out artists
   (`calibration.from_cv`), which calibrates unseen painters' probabilities where the one fitted
   on validation (seen painters) makes them worse.
@@ -31,10 +37,15 @@ by whole artists (`data.split_by=artist`): its temperature also calibrates held-
 the artists it takes out of training cost a third of the listed share; `calibration.from_cv`
 calibrates as well without taking any artist out. Mirrored views (`data.views=whole_mirrored`),
 mixup of the cached features (`mixup_alpha`) and bags across recipes (`artjax.cv --bag_of`) left
-the listed share where it was and only improved calibration a little. Fine-tuning the last 20% of
-the layers on the whole collection (`experiments/efficientnet_lite0_finetune.py` with
-`data.classes=all`) changed which unseen painters got their style, not how many, at 5.5 times the
-CV's time.
+the listed share where it was and only improved calibration a little. Issue 27 (RESULTS.md, "Style
+across painters, round 2"): soft targets over the order of styles in time (`time_smoothing`),
+multi-genre artists as partial labels (`data.partial_labels`), CORAL across artists
+(`coral_weight`), a hidden layer shared with the era head (`model.head_hidden`), Lite1 or Lite2,
+or Lite0 and Lite1 side by side (`model.name=efficientnet_lite_concat`) did not beat the crops on
+the CV; a bag of the Lite0 and Lite1 crops CVs gained 0.005 at twice the prediction cost.
+Fine-tuning the last 20% of the layers on the whole collection
+(`experiments/efficientnet_lite0_finetune.py` with `data.classes=all`) changed which unseen
+painters got their style, not how many, at 5.5 times the CV's time.
 """
 
 from artjax import configs
@@ -54,6 +65,9 @@ def get_config(arg: str | None = None):
     config.data.artist_balanced = True
     config.data.views = "crops"
     config.data.crop_fraction = 0.5
+    config.model.era_head = True
+    config.model.era_bins = 32  # 25-year bins from 1200 (model.era_bin_start, era_bin_years)
+    config.era.loss = "bins"
     if "synthetic" in variants:
         configs.apply_synthetic(config)
     return config

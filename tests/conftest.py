@@ -279,3 +279,48 @@ def command_python(directory) -> str:
     path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{server}" "$@"\n')
     path.chmod(0o755)
     return str(path)
+
+
+def tiny_head(tmp_path, num_classes: int, **model_overrides):
+    """(model, state) of a tiny ResNet whose heads train on 16-dimensional features."""
+    from artjax import models, steps, train_state
+
+    config = make_config("", pathlib.Path(tmp_path) / "prepared")
+    config.model.update(name="resnet", stage_sizes=(1,), width=4, dropout_rate=0.0)
+    config.model.update(model_overrides)
+    model = models.create_model(config.model, num_classes, axis_name=steps.AXIS)
+    return model, train_state.create_train_state(config, model, steps_per_epoch=4)
+
+
+def head_step(model, state, batch, **step_kwargs):
+    """(new state, metrics) of one train step of the model's head(s) on feature `batch` ([8, ...]
+    arrays), split over two devices; `step_kwargs` go to steps.train_step."""
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from artjax import models, steps
+
+    step = functools.partial(
+        steps.train_step,
+        class_weights=jnp.ones(model.num_classes),
+        apply_fn=models.head_apply(model, with_era=model.era),
+        **step_kwargs,
+    )
+    devices = jax.local_devices()[:2]
+    split = {k: v.reshape(2, v.shape[0] // 2, *v.shape[1:]) for k, v in batch.items()}
+    p_step = jax.pmap(step, axis_name=steps.AXIS, devices=devices)
+    return p_step(steps.replicate(state, devices), split)
+
+
+def frozen_resnet_config(root, tmp_path, epochs: int = 2):
+    """A frozen tiny ResNet from a tiny port whose head trains on cached features of `root`."""
+    tmp_path = pathlib.Path(tmp_path)
+    config = make_config(root, tmp_path / "prepared")
+    config.num_epochs, config.log_every_steps, config.data.augment_enabled = epochs, 2, False
+    config.model.update(name="resnet", stage_sizes=(1, 1), width=4, dropout_rate=0.0)
+    port, _ = make_tiny_port(config.model, tmp_path / "port")
+    config.init.checkpoint, config.data.normalization = str(port), "imagenet"
+    config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
+    return config

@@ -13,7 +13,12 @@ from sklearn import metrics as skm
 from artjax import checkpointing, crossval, evaluation, hooks, train_state, trainer
 from artjax.data import catalog, splits
 from artjax.data import input_pipeline as ip
-from tests.conftest import PROJECT_ROOT, make_config, make_tiny_port, run_command
+from tests.conftest import (
+    PROJECT_ROOT,
+    frozen_resnet_config,
+    make_config,
+    run_command,
+)
 
 STUDY_TEST_FILES = PROJECT_ROOT / "tests" / "data" / "study_test_files.txt"
 
@@ -373,12 +378,7 @@ def test_the_unseen_artist_report_on_a_held_out_artist(cv_run, synthetic_root, t
 
 
 def test_frozen_backbone_folds_share_one_feature_cache(synthetic_root, tmp_path, monkeypatch):
-    config = make_config(synthetic_root, tmp_path / "prepared")
-    config.num_epochs, config.log_every_steps, config.data.augment_enabled = 2, 2, False
-    config.model.update(name="resnet", stage_sizes=(1, 1), width=4, dropout_rate=0.0)
-    port, _ = make_tiny_port(config.model, tmp_path / "port")
-    config.init.checkpoint, config.data.normalization = str(port), "imagenet"
-    config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
+    config = frozen_resnet_config(synthetic_root, tmp_path)
     from artjax.data import feature_batches
 
     saved = []

@@ -394,6 +394,9 @@ def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
         wait = WebDriverWait(page, 120)
         wait.until(lambda p: p.find_element(By.ID, "top-style").text)
         assert page.find_element(By.ID, "top-style").text == expected.json()["top_k"][0]["style"]
+        # a model without an era head: no period in the answer, none on the page
+        assert "period" not in expected.json()
+        assert not page.find_element(By.ID, "period-line").is_displayed()
         wait.until(lambda p: len(p.find_elements(By.CSS_SELECTOR, "#similar img")) > 0)
         thumbnails = page.find_elements(By.CSS_SELECTOR, "#similar img")
         wait.until(

@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from artjax import era
 from artjax.data import input_pipeline as ip
 
 
@@ -46,7 +47,11 @@ def train_batches(features: dict, config, num_devices: int, start_step: int, pro
         views = features["features"].shape[1]
         features = {
             "features": features["features"].reshape(-1, features["features"].shape[-1]),
-            "label": np.repeat(features["label"], views, axis=0),
+            **{
+                k: np.repeat(features[k], views, axis=0)
+                for k in ("label", "era", "artist")
+                if k in features
+            },
         }
         probs = None if probs is None else np.repeat(probs, views) / views
     n, batch = len(features["label"]), ip.local_batch_size(config.batch_size, num_devices)
@@ -58,10 +63,15 @@ def train_batches(features: dict, config, num_devices: int, start_step: int, pro
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(n) if probs is None else rng.choice(n, size=n, p=probs)
         idx = order[i * batch : (i + 1) * batch]
-        yield {
+        found = {
             "image": features["features"][idx].reshape(num_devices, batch // num_devices, -1),
             "label": labels[idx].reshape(num_devices, batch // num_devices, *labels.shape[1:]),
         }
+        if "era" in features:  # the artists' active periods, for an era head
+            found["era"] = features["era"][idx].reshape(num_devices, batch // num_devices, 2)
+        if "artist" in features:  # artist ids, for CORAL across artists
+            found["artist"] = features["artist"][idx].reshape(num_devices, batch // num_devices)
+        yield found
         step += 1
 
 
@@ -90,6 +100,15 @@ def eval_batches(features: dict, config, num_devices: int, split_size: int):
 
 # --- a feature cache shared by runs (the folds of a cross-validation) ----------------------------
 CACHE_FEATURES, CACHE_IDENTITY = "features.npz", "features.json"
+# model settings of the heads alone, which do not change the backbone's features
+HEAD_SETTINGS = (
+    "dropout_rate",
+    "era_head",
+    "head_hidden",
+    "era_bins",
+    "era_bin_start",
+    "era_bin_years",
+)
 
 
 def cache_identity(config) -> dict:
@@ -103,7 +122,7 @@ def cache_identity(config) -> dict:
     return dict(
         init_checkpoint=str(init),
         init_workdir_checkpoint=config.init.workdir_checkpoint,
-        model={k: v for k, v in config.model.to_dict().items() if k not in ("dropout_rate",)},
+        model={k: v for k, v in config.model.to_dict().items() if k not in HEAD_SETTINGS},
         image_size=config.data.image_size,
         normalization=config.data.normalization,
         views=config.data.views,
@@ -113,16 +132,21 @@ def cache_identity(config) -> dict:
     )
 
 
-def load_cache(cache_dir, identity: dict, files) -> dict[str, np.ndarray] | None:
-    """{filename: features} from the cache in `cache_dir` when it was made with `identity` and
-    holds every one of `files`; None otherwise."""
+def read_cache(cache_dir, identity: dict) -> dict[str, np.ndarray]:
+    """{filename: features} of every image in the cache in `cache_dir` when it was made with
+    `identity`; {} otherwise."""
     cache_dir = pathlib.Path(cache_dir)
     meta = cache_dir / CACHE_IDENTITY
     if not meta.is_file() or json.loads(meta.read_text()) != json.loads(json.dumps(identity)):
-        return None
+        return {}
     with np.load(cache_dir / CACHE_FEATURES, allow_pickle=False) as stored:
-        found = dict(zip(stored["filename"].tolist(), stored["features"]))
-    return found if set(files) <= set(found) else None
+        return dict(zip(stored["filename"].tolist(), stored["features"]))
+
+
+def load_cache(cache_dir, identity: dict, files) -> dict[str, np.ndarray] | None:
+    """`read_cache` when it holds every one of `files`; None otherwise."""
+    found = read_cache(cache_dir, identity)
+    return found if found and set(files) <= set(found) else None
 
 
 def save_cache(cache_dir, identity: dict, features: dict) -> None:
@@ -136,11 +160,15 @@ def save_cache(cache_dir, identity: dict, features: dict) -> None:
     (cache_dir / CACHE_IDENTITY).write_text(json.dumps(identity, indent=2))
 
 
-def split_features(data, split: str, features: dict) -> dict[str, np.ndarray]:
-    """A split's cached features, labels and filenames, in the order of `data.rows`."""
+def split_features(data, split: str, features: dict, periods=None) -> dict[str, np.ndarray]:
+    """A split's cached features, labels and filenames, in the order of `data.rows`; with the
+    artists' active `periods`, each painting's era target too (`artjax.era.targets`)."""
     rows = [r for r in data.rows if r.filename in data.members[split]]
-    return {
+    found = {
         "features": np.stack([features[r.filename] for r in rows]),
         "label": ip.numpy_labels(data, rows),
         "filename": np.array([r.filename.encode() for r in rows], dtype=object),
     }
+    if periods is not None:
+        found["era"] = era.targets([r.artist for r in rows], periods)
+    return found

@@ -56,6 +56,8 @@ class PreparedData:
     members: dict  # split -> frozenset of the filenames in it
     counts: dict  # split -> per-class image counts, in class order
     multi_label: bool = False  # targets list every genre of the artist (the `genres` class set)
+    # data.partial_labels: multi-genre artists train on their listed classes (never held out)
+    partial_labels: bool = False
     rows: tuple = ()  # the class set's Rows, every split
     artist_genres: dict = dataclasses.field(default_factory=dict)  # CSV artist -> listed genres
     # data.cv.by == "artist": the artists held out in this fold; classes that only one artist
@@ -88,9 +90,13 @@ class PreparedData:
 
     def classes_of(self, row: Row) -> tuple[str, ...]:
         """The run's classes that `row`'s target holds."""
-        if self.multi_label:
+        if self.multi_label or (self.partial_labels and not row.style):
             return tuple(g for g in row.genres if g in self.classes)
         return (row.style,) if row.style in self.classes else ()
+
+    def is_partial(self, row: Row) -> bool:
+        """A multi-genre artist's painting in a single-label class set (data.partial_labels)."""
+        return self.partial_labels and not self.multi_label and not row.style
 
     def sources(self, split: str) -> str:
         """The TFDS split(s) holding a split's images, as TFDS's split string."""
@@ -217,9 +223,16 @@ def prepare_data(data_config, seed: int) -> PreparedData:
         builder, best_artworks.TEST_SPLIT
     )
     classes, multi_label = _class_set(data_config, builder, all_rows)
-    data = PreparedData(builder, root, is_synthetic, classes, {}, {}, multi_label)
+    data = PreparedData(
+        builder, root, is_synthetic, classes, {}, {}, multi_label, data_config.partial_labels
+    )
     rows = tuple(r for r in all_rows if data.classes_of(r))  # TFDS order: trainval, then test
-    members, held, fold_count = assign_splits(rows, data_config, seed, data.classes_of)
+    # Partial labels train only: the splits, folds and held-out scoring are those of the
+    # single-genre artists, as without them.
+    scored = tuple(r for r in rows if not data.is_partial(r))
+    members, held, fold_count = assign_splits(scored, data_config, seed, data.classes_of)
+    partial = {r.filename for r in rows if data.is_partial(r)}
+    members = {**members, "train": members["train"] | partial}
     counts = {}
     for split in SPLITS:
         found = collections.Counter(
@@ -230,7 +243,7 @@ def prepare_data(data_config, seed: int) -> PreparedData:
         if empty:
             logging.warning("split %r has no images of class(es) %s", split, empty)
     artist_genres = {a: tuple(g) for a, g in builder.info.metadata["artist_genres"].items()}
-    lone = splits.single_artist_classes(_artist_classes(rows, data.classes_of))
+    lone = splits.single_artist_classes(_artist_classes(scored, data.classes_of))
     return dataclasses.replace(
         data,
         members=members,
@@ -243,16 +256,26 @@ def prepare_data(data_config, seed: int) -> PreparedData:
     )
 
 
-def with_all_images(data: PreparedData) -> PreparedData:
-    """`data` with one more member, "all": every image of the class set (e.g. to cache features)."""
-    everything = frozenset(r.filename for r in data.rows)
-    return dataclasses.replace(data, members={**data.members, "all": everything})
+def with_images(data: PreparedData, name: str, files) -> PreparedData:
+    """`data` with one more member, `name`: the images `files` of the class set."""
+    return dataclasses.replace(data, members={**data.members, name: frozenset(files)})
+
+
+def artist_periods(data: PreparedData) -> dict[str, tuple[int, int]]:
+    """Each artist's active period, from the download's artists.csv (`catalog.active_period`)."""
+    return catalog_lib.read_active_periods(data.root / "artists.csv")
+
+
+def artists_of(data: PreparedData, filenames) -> list[str]:
+    artist_of = {r.filename: r.artist for r in data.rows}
+    return [artist_of[f] for f in filenames]
 
 
 def numpy_labels(data: PreparedData, rows) -> np.ndarray:
-    """The labels of `rows` as split_dataset gives them: class indices, or multi-hot targets."""
+    """The labels of `rows` as split_dataset gives them: class indices, or multi-hot targets (a
+    multi-label set; rows with partial labels, whose listed classes are the target)."""
     index = {c: i for i, c in enumerate(data.classes)}
-    if not data.multi_label:
+    if not data.multi_label and not any(data.is_partial(r) for r in rows):
         return np.array([index[r.style] for r in rows], np.int32)
     found = np.zeros((len(rows), len(data.classes)), np.float32)
     for i, r in enumerate(rows):

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from artjax.models import cpu_ops, efficientnet_lite, layers, resnet
+from artjax.models import concatenated, cpu_ops, efficientnet_lite, layers, resnet
 from artjax.models.backbone import Backbone
 from artjax.models.cnn import BaselineCNN
 from artjax.models.efficientnet_lite import EfficientNetLite
@@ -80,8 +80,32 @@ def kernels(conv_impl: str) -> Kernels:
 
 def _cnn(m, num_classes, dtype, ops, axis_name, frozen_norms):
     del axis_name, frozen_norms  # no BatchNorm
+    if m.era_head or m.head_hidden:
+        raise ValueError(
+            "model.era_head, model.head_hidden: they sit on a backbone's pooled features; "
+            "model.name 'cnn' has none (use 'resnet' or 'efficientnet_lite')"
+        )
     return BaselineCNN(
         num_classes, dropout_rate=m.dropout_rate, dtype=dtype, conv=ops.conv, pool=ops.pool
+    )
+
+
+def _backbone_fields(m, dtype, ops, axis_name, frozen_norms) -> dict:
+    """The fields every Backbone takes from the model config."""
+    return dict(
+        bn_momentum=m.bn_momentum,
+        dropout_rate=m.dropout_rate,
+        dtype=dtype,
+        axis_name=axis_name,
+        conv=ops.conv,
+        frozen_norms=tuple(frozen_norms),
+        pooled_stages=tuple(m.pooled_stages),
+        gram_stages=tuple(m.gram_stages),
+        head_hidden=m.head_hidden,
+        era=m.era_head,
+        era_bins=m.era_bins,
+        era_bin_start=m.era_bin_start,
+        era_bin_years=m.era_bin_years,
     )
 
 
@@ -91,15 +115,8 @@ def _resnet(m, num_classes, dtype, ops, axis_name, frozen_norms):
         stage_sizes=tuple(m.stage_sizes) or resnet.DEPTHS[m.depth],
         variant=m.variant,
         width=m.width,
-        bn_momentum=m.bn_momentum,
-        dropout_rate=m.dropout_rate,
-        dtype=dtype,
-        axis_name=axis_name,
-        conv=ops.conv,
         pool=ops.pool,
-        frozen_norms=tuple(frozen_norms),
-        pooled_stages=tuple(m.pooled_stages),
-        gram_stages=tuple(m.gram_stages),
+        **_backbone_fields(m, dtype, ops, axis_name, frozen_norms),
     )
 
 
@@ -108,20 +125,31 @@ def _efficientnet_lite(m, num_classes, dtype, ops, axis_name, frozen_norms):
     return EfficientNetLite(
         num_classes,
         version=m.lite_version,
-        dropout_rate=m.dropout_rate,
         drop_connect_rate=m.drop_connect_rate,
-        bn_momentum=m.bn_momentum,
-        dtype=dtype,
-        axis_name=axis_name,
-        conv=ops.conv,
-        frozen_norms=tuple(frozen_norms),
-        pooled_stages=tuple(m.pooled_stages),
-        gram_stages=tuple(m.gram_stages),
+        **_backbone_fields(m, dtype, ops, axis_name, frozen_norms),
+    )
+
+
+def _concatenated_lite(m, num_classes, dtype, ops, axis_name, frozen_norms):
+    for v in m.lite_versions:
+        efficientnet_lite.VERSIONS[v]  # validated here, before the first trace
+    return concatenated.ConcatenatedLite(
+        num_classes,
+        versions=tuple(m.lite_versions),
+        drop_connect_rate=m.drop_connect_rate,
+        **_backbone_fields(m, dtype, ops, axis_name, frozen_norms),
     )
 
 
 MODELS = Registry(
-    "model.name", {"cnn": _cnn, "resnet": _resnet, "efficientnet_lite": _efficientnet_lite}
+    "model.name",
+    {
+        "cnn": _cnn,
+        "resnet": _resnet,
+        "efficientnet_lite": _efficientnet_lite,
+        # EfficientNet-Lite backbones of `model.lite_versions` side by side under one head
+        "efficientnet_lite_concat": _concatenated_lite,
+    },
 )
 
 
@@ -148,7 +176,7 @@ def per_view(fn, views):
     once would hold V times the activations (ten views of a 64-image batch at 224 px make a
     640-image forward pass)."""
     found = jax.lax.map(fn, jnp.moveaxis(views, 1, 0))
-    return jnp.moveaxis(found, 0, 1)
+    return jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), found)
 
 
 def features_fn(model):
@@ -187,6 +215,17 @@ def head_inputs(model, variables, images):
     return jnp.mean(per_view(one, images), axis=1)
 
 
-def head_apply(model):
-    """apply(variables, features, **kw) -> logits: the head of a Backbone on cached features."""
-    return functools.partial(model.apply, method="classify")
+def head_apply(model, with_era: bool = False):
+    """apply(variables, features, **kw) -> logits: the head of a Backbone on cached features;
+    `with_era`: (logits, the era head's outputs), what training's losses take."""
+    return functools.partial(model.apply, method="heads" if with_era else "classify")
+
+
+def call_with_era(model):
+    """apply(variables, images, **kw) -> (logits, era estimate): the backbone once, both heads."""
+    return functools.partial(model.apply, method="call_with_era")
+
+
+def era_apply(model, on_features: bool = True):
+    """apply(variables, x, **kw) -> the era head's estimate of cached features (or of images)."""
+    return functools.partial(model.apply, method="estimate_era" if on_features else "era_of_images")

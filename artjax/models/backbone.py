@@ -4,6 +4,13 @@
   average, plus those of the `pooled_stages`); `classify()`: dropout + the dense `head` on such
   features; `__call__` is both. Frozen-backbone runs call them separately with Flax's `method=`:
   the features once per image, then the head on them.
+- `head_hidden` (a field; 0: none): a hidden layer `head_hidden_layer` (ReLU) between the
+  features and the heads, which both heads share.
+- `era` (a field): a second dense head, `era_head`, beside the classifier on the same input
+  (a regression, or `era_bins` bins of `era_bin_years` from `era_bin_start`, whose expected
+  centre is the estimate),
+  estimates when a painting was made (`estimate_era`, in `artjax.era`'s units). `__call__` and
+  `classify` return the style logits alone either way; `classify_with_era` returns both.
 - `sow("intermediates", ...)` after the stem and every stage, so parity tests can point at the stage
   that diverges.
 - `frozen_norms`: paths ("stage1_block1/bn1") of BatchNorm layers that stay in inference mode while
@@ -18,6 +25,7 @@ import dataclasses
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
@@ -30,21 +38,79 @@ class PortKey:
 
 class Backbone(nn.Module):
     """An ImageNet backbone under dropout + the dense `head` that transfer learning replaces.
-    Subclasses define `features` (compact) and the fields `num_classes`, `dropout_rate`, `dtype`."""
+    Subclasses define `features` (compact) and the fields `num_classes`, `dropout_rate`, `dtype`,
+    `head_hidden` and `era`."""
 
     def setup(self):
         self.dropout = nn.Dropout(self.dropout_rate)
+        if self.head_hidden:
+            self.head_hidden_layer = nn.Dense(self.head_hidden, dtype=self.dtype)
         self.head = nn.Dense(self.num_classes, dtype=self.dtype)
+        if self.era:
+            self.era_head = nn.Dense(max(1, self.era_bins), dtype=self.dtype)
 
     def __call__(self, x, train: bool = False):
-        return self.classify(self.features(x, train), train)
+        features = self.features(x, train)
+        if self.era and self.is_initializing():
+            self.estimate_era(features)  # creates the era head's parameters
+        return self.classify(features, train)
 
     def features(self, x, train: bool = False):
         raise NotImplementedError
 
-    def classify(self, features, train: bool = False):
+    def head_input(self, features, train: bool = False):
+        """What the heads see: the features under dropout, through the shared hidden layer
+        (`head_hidden` units, ReLU) where there is one."""
         x = self.dropout(features, deterministic=not train)
-        return self.head(x).astype(jnp.float32)
+        if self.head_hidden:
+            x = nn.relu(self.head_hidden_layer(x))
+        return x
+
+    def classify(self, features, train: bool = False):
+        return self.head(self.head_input(features, train)).astype(jnp.float32)
+
+    def _era_outputs(self, x):
+        if not self.era:
+            raise ValueError(f"{type(self).__name__} has no era head (model.era_head=False)")
+        return self.era_head(x).astype(jnp.float32)
+
+    def _era(self, x):
+        """The estimate in `artjax.era` units: the regression's output, or the expected centre
+        of the bins under their softmax."""
+        outputs = self._era_outputs(x)
+        if not self.era_bins:
+            return outputs[..., 0]
+        centres = era_bin_centres(self.era_bin_start, self.era_bin_years, self.era_bins)
+        return jax.nn.softmax(outputs, -1) @ centres
+
+    def estimate_era(self, features, train: bool = False):
+        """[..., D] features -> [...] the era head's estimate (`artjax.era` units)."""
+        return self._era(self.head_input(features, train))
+
+    def era_of_images(self, x, train: bool = False):
+        """The era head's estimate of images (the backbone, then the era head)."""
+        return self.estimate_era(self.features(x, train), train)
+
+    def heads(self, features, train: bool = False):
+        """(style logits, the era head's outputs) of features, what training's losses take: the
+        regression's [..., 1], or the bins' logits [..., era_bins]."""
+        x = self.head_input(features, train)
+        return self.head(x).astype(jnp.float32), self._era_outputs(x)
+
+    def classify_with_era(self, features, train: bool = False):
+        """(style logits, era estimate) of features: the two heads on one head input."""
+        x = self.head_input(features, train)
+        return self.head(x).astype(jnp.float32), self._era(x)
+
+    def call_with_era(self, x, train: bool = False):
+        """(style logits, era estimate) of images."""
+        return self.classify_with_era(self.features(x, train), train)
+
+
+def era_bin_centres(start_year: float, bin_years: float, count: int):
+    """The centres of the era head's bins, in `artjax.era` units (centuries from 1700)."""
+    edges = (start_year + bin_years * jnp.arange(count + 1) - 1700.0) / 100.0
+    return (edges[:-1] + edges[1:]) / 2
 
 
 def pool_features(x, stages: dict, pooled_stages: Sequence[str], gram_stages: Sequence[str] = ()):

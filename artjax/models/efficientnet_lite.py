@@ -128,6 +128,11 @@ class EfficientNetLite(Backbone):
     frozen_norms: tuple[str, ...] = ()
     pooled_stages: tuple[str, ...] = ()
     gram_stages: tuple[str, ...] = ()
+    head_hidden: int = 0  # a hidden layer both heads share (Backbone)
+    era: bool = False  # an era head beside the classifier (Backbone)
+    era_bins: int = 0  # 0: the era head regresses; else its bins (Backbone)
+    era_bin_start: float = 1200.0
+    era_bin_years: float = 25.0
 
     @nn.compact
     def features(self, x, train: bool = False):

@@ -39,6 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
+from artjax import era
 from artjax.serving import batching, collection, records, uploads
 
 PAGE = pathlib.Path(__file__).parent / "static" / "index.html"
@@ -151,21 +152,27 @@ class GalleryModel:
                 self._serve([encoded] * size)
                 self.warm_sizes = tuple(sorted({*self.warm_sizes, size}))
 
-    def _serve(self, encoded: list[bytes]) -> np.ndarray:
-        return self._signatures["serve_encoded"](encoded=tf.constant(encoded))[
-            "probabilities"
-        ].numpy()
+    def _serve(self, encoded: list[bytes]) -> list[tuple[np.ndarray, float | None]]:
+        found = self._signatures["serve_encoded"](encoded=tf.constant(encoded))
+        probabilities = found["probabilities"].numpy()
+        if "era_year" not in found:
+            return [(p, None) for p in probabilities]
+        return list(zip(probabilities, found["era_year"].numpy().astype(float).tolist()))
 
-    def probabilities(self, encoded: list[bytes]) -> np.ndarray:
-        """[len(encoded), C]: padded to the next warm batch size, in chunks of the largest (all
-        sizes before any is warm)."""
+    def predictions(self, encoded: list[bytes]) -> list[tuple[np.ndarray, float | None]]:
+        """(probabilities [C], era estimate in years or None) of each of `encoded`: padded to
+        the next warm batch size, in chunks of the largest (all sizes before any is warm)."""
         sizes = self.warm_sizes or self.batch_sizes
         found = []
         for start in range(0, len(encoded), sizes[-1]):
             chunk = encoded[start : start + sizes[-1]]
             size = next(b for b in sizes if b >= len(chunk))
-            found.append(self._serve(chunk + chunk[:1] * (size - len(chunk)))[: len(chunk)])
-        return np.concatenate(found)
+            found += self._serve(chunk + chunk[:1] * (size - len(chunk)))[: len(chunk)]
+        return found
+
+    def probabilities(self, encoded: list[bytes]) -> np.ndarray:
+        """[len(encoded), C]: the probabilities of `predictions`."""
+        return np.stack([p for p, _ in self.predictions(encoded)])
 
     @staticmethod
     def decoded(encoded: bytes):
@@ -184,7 +191,7 @@ class GalleryModel:
             maps=found["maps"].numpy()[0],
         )
 
-    def describe(self, probabilities: np.ndarray, top_k: int) -> dict:
+    def describe(self, probabilities: np.ndarray, top_k: int, era_year=None) -> dict:
         order = np.argsort(-probabilities, kind="stable")[:top_k]
         top = [{"style": self.classes[i], "probability": float(probabilities[i])} for i in order]
         found = {
@@ -194,8 +201,9 @@ class GalleryModel:
             ),
             "version": self.version,
         }
-        if self.record.get("era"):
-            found["period"] = self.record["era"]
+        if era_year is not None:  # an export with an era head
+            found["era_year"] = round(float(era_year), 1)
+            found["period"] = era.period_text(era_year, self.record["era"]["span_years"])
         return found
 
     def metadata(self) -> dict:
@@ -241,7 +249,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
             log.error("the model at %s did not load: %s", export_dir, state["error"])
 
     def run_batch(encoded):
-        return list(state["model"].probabilities(list(encoded)))
+        return state["model"].predictions(list(encoded))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -295,7 +303,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     def undecodable(e: tf.errors.OpError) -> ServiceError:
         return ServiceError(400, f"TensorFlow could not decode the image ({e.message})")
 
-    async def predicted(encoded: bytes) -> np.ndarray:
+    async def predicted(encoded: bytes) -> tuple[np.ndarray, float | None]:
         try:
             return await state["batcher"].submit(encoded)
         except batching.QueueFull as e:
@@ -363,10 +371,10 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
             except (TypeError, KeyError, binascii.Error):
                 raise ServiceError(400, f"instances[{i}] is not {{'b64': base64 bytes}}") from None
         encoded = [await model_input(raw) for raw in raws]
-        probabilities = await asyncio.gather(*(predicted(e) for e in encoded))
+        outputs = await asyncio.gather(*(predicted(e) for e in encoded))
         predictions = []
-        for p in probabilities:
-            described = found.describe(p, limits.top_k)
+        for p, era_year in outputs:
+            described = found.describe(p, limits.top_k, era_year)
             top_class = described["top_k"][0]["style"]
             tf_outputs = {"probabilities": p.tolist(), "classes": found.classes}
             predictions.append({**tf_outputs, "top_class": top_class, **described})
@@ -375,8 +383,8 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     @app.post("/v1/predict", summary="The styles of an uploaded painting")
     async def predict(file: Annotated[UploadFile, File(description="a photo of a painting")]):
         found = model()
-        probabilities = await predicted(await model_input(await file.read()))
-        return found.describe(probabilities, limits.top_k)
+        probabilities, era_year = await predicted(await model_input(await file.read()))
+        return found.describe(probabilities, limits.top_k, era_year)
 
     @app.post("/v1/similar", summary="The most similar paintings of the collection")
     async def similar(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1)] = 8):

@@ -13,7 +13,9 @@ gather and matmuls: `models.cpu_ops`) and XLA's convolutions, chosen by the plat
 XLA's convolutions, which its converter maps onto its own kernels (XNNPACK on CPU).
 
 Signatures (the whole list, with shapes, is in export.json's `signatures`):
-  SavedModel  serving_default  images uint8 [N, H, W, 3], any H and W (resized inside)
+  SavedModel  serving_default  images uint8 [N, H, W, 3], any H and W (resized inside) ->
+                               probabilities, classes, top_class; with an era head also era_year
+                               and period ("about 1870-1900")
               serve_encoded    encoded string [N]: JPEG or PNG bytes (decoded inside)
               embed            images -> embedding [N, D], L2-normalized
               explain          images -> the top-k classes and a Grad-CAM map of each, at H x W
@@ -37,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from artjax import calibration, models, steps
+from artjax import calibration, era, models, steps
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 from artjax.serving import attribution, inference
@@ -67,6 +69,8 @@ class ModelFunctions(NamedTuple):
     (as variables) for all its signatures and platforms."""
 
     probabilities: Callable  # (weights, views) -> [N, C]
+    # (weights, views) -> ([N, C], era estimates in years [N]), where a model has an era head
+    probabilities_and_era: Callable | None
     embed: Callable  # (weights, views) -> [N, D], unit length
     explain: Callable  # (weights, whole, class ids [N, k]) -> Grad-CAM maps [N, k, S, S]
     weights: list  # each model's variables (params, batch_stats)
@@ -91,13 +95,26 @@ def model_functions(
         for m in loaded
     ]
 
-    def probabilities(weights, views):
-        found = []
+    def probabilities_and_era(weights, views):
+        """The bag's probabilities, and the mean era estimate of its models with an era head
+        (one backbone pass per model for both)."""
+        found, years = [], []
         for m, variables in zip(loaded, weights):
-            logits = steps.view_mean_logits(m.model.apply, variables, views)
+            if m.config.model.era_head:
+                apply = models.call_with_era(m.model)
+                logits, estimate = steps.view_mean_logits(apply, variables, views)
+                years.append(estimate * era.SCALE + era.ORIGIN)
+            else:
+                logits = steps.view_mean_logits(m.model.apply, variables, views)
             p = steps.probabilities(logits, multi_label, config.multi_label_loss)
             found.append(calibration.apply(p, m.calibration, multi_label, xp=jnp))
-        return jnp.mean(jnp.stack(found), axis=0)
+        mean_years = jnp.mean(jnp.stack(years), axis=0) if years else None
+        return jnp.mean(jnp.stack(found), axis=0), mean_years
+
+    def probabilities(weights, views):
+        return probabilities_and_era(weights, views)[0]
+
+    has_era = any(m.config.model.era_head for m in loaded)
 
     def embed(weights, views):
         found = [models.head_inputs(m.model, v, views) for m, v in zip(loaded, weights)]
@@ -131,9 +148,25 @@ def model_functions(
         ),
         synthetic=bool(run["synthetic"]),
         top_k=k,
-        era=None,  # no run has an era head yet
+        era=dict(
+            outputs={"era_year": "the estimate, in years", "period": "as 'about 1870-1900'"},
+            span_years=int(config.era.span_years),
+            target="the artist's active period from artists.csv (birth + 20 to death)",
+        )
+        if has_era
+        else None,
     )
-    return ModelFunctions(probabilities, embed, explain, weights, info)
+    return ModelFunctions(
+        probabilities, probabilities_and_era if has_era else None, embed, explain, weights, info
+    )
+
+
+def period_text(years, span_years: int):
+    """`era.period_text` in TensorFlow: [N] years -> [N] strings "about 1870-1900"."""
+    start = tf.cast(tf.round((years - span_years / 2) / 10.0), tf.int32) * 10
+    return tf.strings.join(
+        ["about ", tf.strings.as_string(start), "-", tf.strings.as_string(start + span_years)]
+    )
 
 
 def tflite_input_size(data_config) -> int:
@@ -237,18 +270,33 @@ class _Converted(tf.Module):
         self._weights = [tf.Variable(x, trainable=False) for x in distinct]
         weights = lambda: jax.tree.unflatten(tree, [self._weights[i] for i in which])
         self.probabilities = _converted(fns.probabilities, weights, platforms)
+        self.probabilities_and_era = (
+            _converted(fns.probabilities_and_era, weights, platforms)
+            if fns.probabilities_and_era
+            else None
+        )
+        self._era = fns.info["era"]
         self.embed = _converted(fns.embed, weights, platforms)
         self.explain = _converted(fns.explain, weights, platforms, inputs=2)
         self._classes = tf.constant(fns.info["classes"])
         self._top_k = fns.info["top_k"]
 
-    def predicted(self, views) -> dict:
-        p = self.probabilities(views)
-        return {
-            "probabilities": p,
-            "classes": tf.broadcast_to(self._classes, tf.shape(p)),
-            "top_class": tf.gather(self._classes, tf.argmax(p, axis=-1)),
-        }
+    def predicted(self, views, strings: bool = True) -> dict:
+        """TF Serving's outputs (`strings`: with the class names), and with an era head the
+        estimate in years and as a period."""
+        if self.probabilities_and_era is None:
+            p, years = self.probabilities(views), None
+        else:
+            p, years = self.probabilities_and_era(views)
+        found = {"probabilities": p}
+        if strings:
+            found["classes"] = tf.broadcast_to(self._classes, tf.shape(p))
+            found["top_class"] = tf.gather(self._classes, tf.argmax(p, axis=-1))
+        if years is not None:
+            found["era_year"] = years
+            if strings:
+                found["period"] = period_text(years, self._era["span_years"])
+        return found
 
     def explained(self, views, whole) -> dict:
         """The top-k classes (TensorFlow's top_k, which TFLite has: ties to the lower id) and
@@ -320,9 +368,8 @@ def _tflite_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
     resized_whole = fixed_size_whole(data)  # its matrix computed here, outside the graph
     whole = lambda images: normalize(resized_whole(images))
     signatures = {
-        "serving_default": lambda images: {
-            "probabilities": module.probabilities(normalized_views(images))
-        },
+        # TFLite has no string outputs here: the names and the period's rule are in export.json
+        "serving_default": lambda images: module.predicted(normalized_views(images), False),
         "embed": lambda images: {"embedding": module.embed(normalized_views(images))},
         "explain": lambda images: {
             k: v

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from artjax import calibration, checkpointing, models, steps, train_state
+from artjax import calibration, checkpointing, era, models, steps, train_state
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
@@ -41,6 +41,8 @@ class Prediction(NamedTuple):
     ranked: list  # [(style, probability)], best first
     listed: list  # a multi-label model's genres with probability >= 0.5
     uncertain: bool  # top probability below the calibrated threshold
+    era_year: float | None = None  # the era head's estimate (models without one: None)
+    period: str | None = None  # the estimate as a visitor reads it: "about 1870-1900"
 
 
 class LoadedModel(NamedTuple):
@@ -76,15 +78,24 @@ def load_models(workdir, checkpoint: str = "best", conv_impl: str | None = None)
     return loaded
 
 
+def _outputs_fn(loaded: LoadedModel):
+    """images -> (logits, era estimate or None) of one model, jitted."""
+    if not loaded.config.model.era_head:
+        logits = jax.jit(functools.partial(steps.view_mean_logits, loaded.model.apply))
+        return lambda images: (logits(loaded.variables, images), None)
+    both = jax.jit(functools.partial(steps.view_mean_logits, models.call_with_era(loaded.model)))
+    return lambda images: both(loaded.variables, images)
+
+
 class Predictor:
     """Style probabilities of images from a workdir's checkpoint, or a CV workdir's bag."""
 
     def __init__(self, workdir, checkpoint: str = "best"):
         loaded = load_models(workdir, checkpoint)
-        self._logits = [
-            jax.jit(functools.partial(steps.view_mean_logits, m.model.apply, m.variables))
-            for m in loaded
-        ]
+        # each model's (logits, era estimate or None) of a batch: the backbone runs once for both
+        self._outputs = [_outputs_fn(m) for m in loaded]
+        self.model_count = len(loaded)
+        self.has_era = any(m.config.model.era_head for m in loaded)
         self._calibrations = [m.calibration for m in loaded]
         config, run, self.step = loaded[-1].config, loaded[-1].run, loaded[-1].step
         self.classes, self.synthetic = run["classes"], run["synthetic"]
@@ -97,20 +108,25 @@ class Predictor:
             else None
         )
         self._loss = config.multi_label_loss
+        self.period_span_years = config.era.span_years
         self._preprocess = pp.compose(ip.eval_ops(config.data))
 
+    def outputs_of(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """([N, C] probabilities, [N] era estimates in years or None) of preprocessed images
+        [N, H, W, 3] (or their views [N, V, H, W, 3], whose outputs are averaged): the bag's mean
+        probabilities, and the mean estimate of its models that have an era head."""
+        probabilities, estimates = [], []
+        for outputs, fitted in zip(self._outputs, self._calibrations):
+            logits, estimate = outputs(images)
+            probs = np.asarray(steps.probabilities(logits, self.multi_label, self._loss))
+            probabilities.append(calibration.apply(probs, fitted, self.multi_label))
+            if estimate is not None:
+                estimates.append(era.to_years(estimate))
+        return np.mean(probabilities, axis=0), (np.mean(estimates, 0) if estimates else None)
+
     def probabilities_of(self, images: np.ndarray) -> np.ndarray:
-        """[N, C] probabilities of preprocessed images [N, H, W, 3] (or their views [N, V, H, W,
-        3], whose logits are averaged), averaged over the bag."""
-        found = [
-            calibration.apply(
-                np.asarray(steps.probabilities(logits(images), self.multi_label, self._loss)),
-                fitted,
-                self.multi_label,
-            )
-            for logits, fitted in zip(self._logits, self._calibrations)
-        ]
-        return np.mean(found, axis=0)
+        """[N, C] probabilities of preprocessed images (`outputs_of`)."""
+        return self.outputs_of(images)[0]
 
     def preprocess(self, encoded: bytes) -> np.ndarray:
         """JPEG or PNG bytes -> the model's input (its views where it has several)."""
@@ -121,6 +137,12 @@ class Predictor:
 
     def predict_files(self, paths, batch_size: int = 32) -> tuple[np.ndarray, list, list]:
         """(probabilities [N, C] of the readable files, their paths, "path: why" of the others)."""
+        probabilities, _, readable, errors = self.files_outputs(paths, batch_size)
+        return probabilities, readable, errors
+
+    def files_outputs(self, paths, batch_size: int = 32):
+        """(probabilities [N, C], era estimates [N] in years or None, readable paths, "path: why"
+        of the others) of image files."""
         readable, images, errors = [], [], []
         for path in paths:
             try:
@@ -131,11 +153,18 @@ class Predictor:
             readable.append(path)
             images.append(self.preprocess(encoded))
         found = [
-            self.probabilities_of(np.stack(images[i : i + batch_size]))
+            self.outputs_of(np.stack(images[i : i + batch_size]))
             for i in range(0, len(images), batch_size)
         ]
-        empty = np.zeros((0, len(self.classes)), np.float32)
-        return (np.concatenate(found) if found else empty), readable, errors
+        probabilities = (
+            np.concatenate([p for p, _ in found])
+            if found
+            else np.zeros((0, len(self.classes)), np.float32)
+        )
+        estimates = None
+        if self.has_era:
+            estimates = np.concatenate([e for _, e in found]) if found else np.zeros(0)
+        return probabilities, estimates, readable, errors
 
     def predict_file(self, path, top_k: int = 3) -> list[tuple[str, float]]:
         """[(style, probability)] best first; a file that is not an image is a ValueError naming
@@ -145,9 +174,14 @@ class Predictor:
     def describe_file(self, path, top_k: int = 3) -> Prediction:
         """The top-k styles (calibrated probabilities where the run was calibrated), the listed
         genres of a multi-label model (probability >= 0.5), and whether it is uncertain."""
-        probs = self.probabilities(readable_image(path))
+        probs, estimate = self.outputs_of(self.preprocess(readable_image(path))[None])
+        return self.describe(probs[0], None if estimate is None else float(estimate[0]), top_k)
+
+    def describe(self, probs, era_year: float | None = None, top_k: int = 3) -> Prediction:
+        """A Prediction of one painting's probabilities [C] (and era estimate in years)."""
         order = np.argsort(-probs)[:top_k]
         ranked = [(self.classes[i], float(probs[i])) for i in order]
         listed = [c for c, p in zip(self.classes, probs) if p >= 0.5] if self.multi_label else []
         uncertain = self.uncertain_below is not None and ranked[0][1] < self.uncertain_below
-        return Prediction(ranked, listed, uncertain)
+        period = None if era_year is None else era.period_text(era_year, self.period_span_years)
+        return Prediction(ranked, listed, uncertain, era_year, period)

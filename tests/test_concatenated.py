@@ -1,0 +1,63 @@
+"""Backbones side by side: a concatenated model's features are each backbone's features, and
+its weights are each backbone's own port."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from artjax import configs, models, train_state, transfer
+from artjax.models import porting
+
+
+def ported(version: int, path, seed: int):
+    """A port of EfficientNet-Lite`version` with weights unlike a fresh initialization."""
+    config = configs.model_config()
+    config.update(name="efficientnet_lite", lite_version=version)
+    model = models.create_model(config, 1000)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3)))
+    variables = jax.tree.map(lambda x: np.asarray(x) + 0.01 * (seed + 1), variables)
+    meta = dict(
+        source="efficientnet_lite",
+        normalization="lite",
+        input_size=32,
+        num_classes=1000,
+        has_head=True,
+        architecture={"name": "efficientnet_lite", "lite_version": version},
+    )
+    return porting.save(path, variables, meta), model, variables
+
+
+def test_the_features_are_each_backbones_side_by_side(tmp_path):
+    (port0, lite0, weights0), (port1, lite1, weights1) = (
+        ported(0, tmp_path / "lite0", 0),
+        ported(1, tmp_path / "lite1", 1),
+    )
+    config = configs.base_config()
+    config.model.update(name="efficientnet_lite_concat", lite_versions=(0, 1))
+    config.model.pooled_stages = ("stage6",)
+    config.data.image_size, config.data.normalization = 32, "lite"
+    config.init.checkpoint = f"{port0},{port1}"
+    config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
+    model, plan = train_state.build_model(config, 4)
+    state = train_state.create_train_state(config, model, 4, classes=tuple("abcd"), plan=plan)
+    assert plan.trainable == ("head",)  # both backbones frozen
+    images = np.asarray(jax.random.uniform(jax.random.PRNGKey(3), (2, 32, 32, 3)))
+    features = jax.jit(lambda m, v, x: m.apply(v, x, method="features"), static_argnums=0)
+    found = features(model, {"params": state.params, "batch_stats": state.batch_stats}, images)
+    side_by_side = []
+    for m, w in ((lite0, weights0), (lite1, weights1)):
+        one = m.clone(pooled_stages=("stage6",))
+        side_by_side.append(features(one, w, images))
+    np.testing.assert_allclose(found, np.concatenate(side_by_side, -1), rtol=1e-5, atol=1e-6)
+
+    fresh = {"params": state.params, "batch_stats": state.batch_stats}
+    load = lambda: transfer.load_initial_variables(
+        config.init, fresh, config.model, config.data, tuple("abcd")
+    )
+    config.init.checkpoint = f"{port1},{port0}"  # in the wrong order
+    with pytest.raises(transfer.WeightsMismatchError, match="lite_version': 1.*not"):
+        load()
+    config.init.checkpoint = str(port0)
+    with pytest.raises(transfer.WeightsMismatchError, match="one ported checkpoint per backbone"):
+        load()

@@ -1,0 +1,256 @@
+"""The era head: its target is the rule applied to artists.csv, its loss the distance to the
+artist's active period, and a trained head's estimate reaches the CV report, the Predictor,
+`artjax.predict`, the export and the gallery service; a model without one is as before."""
+
+import csv
+import re
+import shutil
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from artjax import crossval, era, models, steps, train_state
+from artjax.data import catalog, feature_batches
+from artjax.serving import app as gallery
+from artjax.serving import exported, inference
+from tests.conftest import frozen_resnet_config, head_step, make_config, run_command, tiny_head
+
+pytestmark = pytest.mark.xdist_group("era")
+
+
+def parsed_periods(csv_path) -> dict:
+    """(birth + 20, death) of every row, parsed here without artjax."""
+    found = {}
+    with open(csv_path, encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            birth, death = map(int, re.findall(r"\d{3,4}", row["years"]))
+            found[row["name"]] = (min(birth + 20, death), death)
+    return found
+
+
+def test_the_era_target_of_every_real_painting_is_its_artists_period(real_data_root):
+    images = catalog.read_catalog(real_data_root, include_multi_genre=True).images
+    periods = catalog.read_active_periods(real_data_root / "artists.csv")
+    found = era.to_years(era.targets(images["artist"].tolist(), periods))
+    reference = parsed_periods(real_data_root / "artists.csv")
+    np.testing.assert_allclose(found, [reference[a] for a in images["artist"]], atol=1e-3)
+    assert len(set(images["artist"])) == 38  # every artist with paintings, multi-genre included
+
+
+def test_an_artist_without_years_is_named():
+    with pytest.raises(KeyError, match="Nobody"):
+        era.targets(["Nobody"], {"Somebody": (1800, 1850)})
+
+
+def test_era_losses_against_numpy():
+    estimate = np.array([0.5, 1.2, 2.5, 1.0], np.float32)
+    period = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 1.0]], np.float32)
+    outside = np.where(estimate < period[:, 0], period[:, 0] - estimate, 0.0) + np.where(
+        estimate > period[:, 1], estimate - period[:, 1], 0.0
+    )
+    np.testing.assert_allclose(
+        steps.ERA_LOSSES["interval"](estimate[:, None], period, None), outside, rtol=1e-6
+    )
+    assert outside.tolist() == pytest.approx([0.5, 0.0, 0.5, 0.0])
+    middle = np.abs(estimate - period.mean(1))
+    np.testing.assert_allclose(
+        steps.ERA_LOSSES["midpoint"](estimate[:, None], period, None), middle, rtol=1e-6
+    )
+
+
+def test_the_bins_loss_is_the_cross_entropy_against_the_periods_share_of_each_bin():
+    edges = era.from_years([1800, 1825, 1850, 1875, 1900])
+    periods = era.from_years([[1810, 1860], [1830, 1830]])
+    targets = np.asarray(steps.era_bin_targets(periods, edges))
+    np.testing.assert_allclose(targets[0], [15 / 50, 25 / 50, 10 / 50, 0], atol=1e-5)
+    np.testing.assert_allclose(targets[1], [0, 1, 0, 0], atol=1e-5)  # a period of no length
+    logits = np.array([[0.1, 2.0, -1.0, 0.3], [1.0, 0.0, 0.5, -0.5]], np.float32)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -(targets * log_p).sum(-1)
+    found = steps.ERA_LOSSES["bins"](logits, periods, edges)
+    np.testing.assert_allclose(found, expected, rtol=1e-5)
+
+
+def test_a_binned_era_head_estimates_the_expected_centre(tmp_path):
+    model, state = tiny_head(
+        tmp_path, 3, era_head=True, era_bins=4, era_bin_start=1800.0, era_bin_years=25.0
+    )
+    features = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (4, 16)))
+    variables = {"params": state.params}
+    _, outputs = model.apply(variables, features, method="heads")
+    _, estimate = model.apply(variables, features, method="classify_with_era")
+    p = np.exp(outputs) / np.exp(outputs).sum(-1, keepdims=True)
+    centres = [1812.5, 1837.5, 1862.5, 1887.5]
+    np.testing.assert_allclose(era.to_years(estimate), p @ centres, rtol=1e-5)
+
+
+def test_era_errors_and_the_period_a_visitor_reads():
+    found = era.errors([1850.0, 1905.0, 1960.0], [[1860, 1900]] * 3)
+    assert found["mae_to_period"] == pytest.approx((10 + 5 + 60) / 3)
+    assert found["mae_to_middle"] == pytest.approx((30 + 25 + 80) / 3)
+    assert found["share_within_25"] == pytest.approx(2 / 3)
+    assert era.period_text(1884.0, 30) == "about 1870-1900"
+    assert era.period_text(1431.0, 30) == "about 1420-1450"
+
+
+def test_the_train_step_adds_the_weighted_era_loss(tmp_path):
+    """One step's loss on features: the style loss plus era_weight times the mean distance to
+    the period, as computed here from the initial head."""
+    model, state = tiny_head(tmp_path, 3, era_head=True)
+    features = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (8, 16)))
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1], np.int32)
+    periods = era.from_years([[1500, 1560], [1800, 1850]] * 4)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits, estimate = model.apply(variables, features, method="classify_with_era")
+    style = np.mean(np.asarray(steps.example_losses(logits, labels, 0.0)))
+    distance = np.maximum(periods[:, 0] - estimate, 0) + np.maximum(estimate - periods[:, 1], 0)
+    batch = {"image": features, "label": labels, "era": periods}
+    new_state, metrics = head_step(model, state, batch, era_weight=0.5)
+    assert float(metrics["loss"][0]) == pytest.approx(style + 0.5 * np.mean(distance), rel=1e-5)
+    old, new = state.params["era_head"]["kernel"], new_state.params["era_head"]["kernel"][0]
+    assert not np.allclose(old, new)  # the era head trains
+
+
+@pytest.fixture(scope="module")
+def era_cv(synthetic_root, tmp_path_factory):
+    """A 2-fold leave-artists-out CV of a frozen tiny ResNet with an era head, on the synthetic
+    paintings whose artists.csv gives each style its own century."""
+    root = tmp_path_factory.mktemp("era")
+    data_root = root / "data"
+    shutil.copytree(synthetic_root, data_root)
+    rows = list(csv.reader(open(data_root / "artists.csv", encoding="utf-8")))
+    styles = sorted({r[3] for r in rows[1:]})
+    for r in rows[1:]:
+        born = 1400 + 100 * styles.index(r[3])
+        r[2] = f"{born} - {born + 60}"
+    with open(data_root / "artists.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    config = frozen_resnet_config(data_root, root, epochs=40)
+    config.model.era_head = True
+    config.optimizer.learning_rate = 0.05
+    report = crossval.run_cv(config, root / "cv", 2, "artist")
+    return root / "cv", report, parsed_periods(data_root / "artists.csv"), data_root
+
+
+def test_the_cv_reports_the_era_of_held_out_artists(era_cv):
+    cv, report, periods, _ = era_cv
+    held = [crossval.load_heldout(d)[0] for d in sorted(cv.glob("fold_*"))]
+    years = np.concatenate([h.era_years for h in held])
+    artists = sum((h.artists for h in held), [])
+    expected = era.errors(years, [periods[a] for a in artists])
+    assert report["era"]["overall"] == pytest.approx(expected)
+    assert set(report["era"]["per_artist"]) == set(artists)
+    assert "Era (the era head" in (cv / "cv_report.md").read_text()
+    # the head learned the styles' centuries: better than the middle of all periods
+    middle = np.mean([np.mean(p) for p in periods.values()])
+    constant = era.errors(np.full(len(artists), middle), [periods[a] for a in artists])
+    assert expected["mae_to_middle"] < constant["mae_to_middle"]
+
+
+def test_predictor_predict_and_export_give_the_period(era_cv, tmp_path, synthetic_root):
+    cv, _, _, _ = era_cv
+    fold = cv / "fold_0"
+    predictor = inference.Predictor(fold)
+    assert predictor.has_era
+    paths = sorted((synthetic_root / "images").rglob("*.jpg"))[::12][:4]
+    images = np.stack([predictor.preprocess(p.read_bytes()) for p in paths])
+    probabilities, years = predictor.outputs_of(images)
+    found = predictor.describe_file(paths[0])
+    assert found.era_year == pytest.approx(years[0], abs=1e-3)
+    assert found.period == era.period_text(years[0], 30)
+    # the era head leaves the style probabilities as the model's logits give them
+    np.testing.assert_allclose(probabilities, predictor.probabilities_of(images), rtol=1e-6)
+
+    result = run_command(["artjax.predict", f"--workdir={fold}", str(paths[0])], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"period: {found.period}" in result.stdout
+
+    out = tmp_path / "savedmodel"
+    record = exported.export(fold, out)
+    assert record["era"]["span_years"] == 30
+    served = tf.saved_model.load(str(out)).signatures["serve_encoded"](
+        encoded=tf.constant([p.read_bytes() for p in paths])
+    )
+    np.testing.assert_allclose(served["era_year"].numpy(), years, atol=1e-2)
+    np.testing.assert_allclose(served["probabilities"].numpy(), probabilities, atol=1e-4)
+    assert [s.decode() for s in served["period"].numpy()] == [
+        era.period_text(y, 30) for y in served["era_year"].numpy()
+    ]
+
+    model = gallery.GalleryModel(out, max_batch=2)
+    (probs, year), *_ = model.predictions([paths[0].read_bytes()])
+    described = model.describe(probs, 3, year)
+    assert described["period"] == era.period_text(year, 30)
+    assert year == pytest.approx(years[0], abs=1e-2)
+
+
+def test_a_model_without_an_era_head_prints_no_period(finished_run, synthetic_root):
+    _, run = finished_run
+    path = sorted((synthetic_root / "images").rglob("*.jpg"))[0]
+    found = inference.Predictor(run).describe_file(path)
+    assert found.period is None and found.era_year is None
+    result = run_command(["artjax.predict", f"--workdir={run}", str(path)], timeout=300)
+    assert result.returncode == 0 and "period" not in result.stdout
+
+
+def test_an_era_head_on_images_or_the_cnn_is_refused(tmp_path):
+    config = make_config("", tmp_path / "prepared")
+    config.model.era_head = True
+    with pytest.raises(ValueError, match="era_head.*'cnn'"):
+        models.create_model(config.model, 3)
+
+
+def test_the_feature_cache_is_shared_with_and_without_an_era_head(tmp_path):
+    config = make_config("", tmp_path / "prepared")
+    without = feature_batches.cache_identity(config)
+    config.model.era_head = True
+    assert feature_batches.cache_identity(config) == without
+
+
+def test_a_hidden_layer_is_shared_by_both_heads_and_trains_with_them(tmp_path):
+    from artjax import transfer
+
+    config = make_config("", tmp_path / "prepared")
+    config.model.update(name="resnet", stage_sizes=(1,), width=4, dropout_rate=0.0)
+    config.model.update(era_head=True, head_hidden=8)
+    config.freeze.trainable = "head"
+    model, plan = train_state.build_model(config, 3)
+    assert set(plan.trainable) == set(transfer.HEADS) and plan.frozen_backbone
+    state = train_state.create_train_state(config, model, 4, classes=tuple("abc"), plan=plan)
+    features = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (4, 16)))
+    variables = {"params": state.params}
+    logits, estimate = model.apply(variables, features, method="classify_with_era")
+    hidden = np.maximum(
+        features @ state.params["head_hidden_layer"]["kernel"]
+        + state.params["head_hidden_layer"]["bias"],
+        0,
+    )
+    head, era_head = state.params["head"], state.params["era_head"]
+    np.testing.assert_allclose(logits, hidden @ head["kernel"] + head["bias"], rtol=1e-4, atol=1e-5)
+    expected = (hidden @ era_head["kernel"] + era_head["bias"])[:, 0]
+    np.testing.assert_allclose(estimate, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluation_reports_the_era_on_a_split_and_on_a_folder_of_paintings(era_cv):
+    import pandas as pd
+
+    from artjax import evaluation
+
+    cv, _, periods, data_root = era_cv
+    fold = cv / "fold_0"
+    report = evaluation.evaluate(fold, "test")
+    table = pd.read_csv(fold / "eval_test" / "predictions.csv")
+    expected = era.errors(table["era_estimate"], [periods[a] for a in table["artist"]])
+    assert report["era"]["overall"] == pytest.approx(expected)
+    # the model on images (evaluate) and on cached features (the CV) estimate alike
+    held, _ = crossval.load_heldout(fold)
+    by_file = dict(zip(held.filenames, held.era_years))
+    np.testing.assert_allclose(
+        table["era_estimate"], [by_file[f] for f in table["filename"]], atol=0.05
+    )
+    found = evaluation.evaluate_images(fold, data_root)
+    predicted = pd.read_csv(fold / f"eval_images_{data_root.name}" / "predictions.csv")
+    expected = era.errors(predicted["era_estimate"], [periods[a] for a in predicted["artist"]])
+    assert found["era"]["overall"] == pytest.approx(expected)
