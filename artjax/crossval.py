@@ -260,6 +260,7 @@ def cv_report(workdir) -> dict:
     workdir = pathlib.Path(workdir)
     record = json.loads((workdir / checkpointing.CV_FILE).read_text())
     folds, pooled, calibrated = [], [], []
+    periods = None  # artists.csv's active periods, read once where an era head needs them
     for name, found, held in _heldout_folds(workdir, record):
         fold_report = found.report(held["artist_genres"])
         folds.append(
@@ -271,7 +272,8 @@ def cv_report(workdir) -> dict:
             )
         )
         if found.era_years is not None:
-            fold_era = found.era_report(_periods(record))["overall"]
+            periods = periods or _periods(record)
+            fold_era = found.era_report(periods)["overall"]
             folds[-1].update(era_mae_to_period=fold_era["mae_to_period"])
         pooled.append(found)
         calibrated.append(held["calibrated"])
@@ -354,7 +356,7 @@ def cv_report(workdir) -> dict:
         classes=together.classes,
         per_style=per_style,
         near_miss=near_miss,
-        era=together.era_report(_periods(record)) if together.era_years is not None else None,
+        era=together.era_report(periods) if together.era_years is not None else None,
     )
 
 
@@ -367,9 +369,8 @@ def _near_misses(record: dict, together, artist_genres: dict) -> dict | None:
     """`evaluation.near_miss_shares` of the pooled held-out predictions, the styles ordered in
     time by the active periods of the data's artists.csv; None (with a warning) where it has no
     readable `years`."""
-    root, _ = ip.resolve_root(configs.from_record(record["config"]).data)
     try:
-        periods = catalog.read_active_periods(root / "artists.csv")
+        periods = _periods(record)
         neighbours = catalog.time_neighbours(together.classes, artist_genres, periods)
     except catalog.DataError as e:
         logging.warning("no near-miss rate in the report: %s", e)

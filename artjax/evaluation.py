@@ -268,12 +268,15 @@ def model_predictions(config, run, state, data, split: str, probe: str = "") -> 
     """The full model (images in) on one of `data`'s splits, each image under the shortcut
     `probe` if one is named (preprocess.SHORTCUT_PROBES)."""
     num_devices = jax.local_device_count()
-    era_apply_fn = None
-    if config.model.era_head:
+    with_era, apply_fn = bool(config.model.era_head), None
+    if with_era:
         model, _ = train_state.build_model(config, len(data.classes), axis_name=None)
-        era_apply_fn = models.era_apply(model, on_features=False)
+        apply_fn = models.call_with_era(model)
     eval_step = functools.partial(
-        steps.eval_step, multi_label_loss=config.multi_label_loss, era_apply_fn=era_apply_fn
+        steps.eval_step,
+        apply_fn=apply_fn,
+        multi_label_loss=config.multi_label_loss,
+        with_era=with_era,
     )
     p_eval_step = jax.pmap(eval_step, axis_name=steps.AXIS)
     batches = ip.eval_dataset(data, split, config, num_devices, probe).as_numpy_iterator()
@@ -307,12 +310,14 @@ def split_predictions(workdir, split: str, checkpoint: str = "best"):
     variables = {"params": state.params}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
-    head = jax.jit(functools.partial(steps.view_mean_logits, models.head_apply(model)))
-    logits = head(variables, found["features"])
-    estimates = None
-    if config.model.era_head:
-        era_head = jax.jit(functools.partial(steps.view_mean_logits, models.era_apply(model)))
-        estimates = era_head(variables, found["features"])
+    # the heads' outputs: logits, or (logits, era estimates) from one head input
+    apply_fn = functools.partial(
+        model.apply, method="classify_with_era" if config.model.era_head else "classify"
+    )
+    outputs = jax.jit(functools.partial(steps.view_mean_logits, apply_fn))(
+        variables, found["features"]
+    )
+    logits, estimates = outputs if config.model.era_head else (outputs, None)
     predictions = predictions_of(
         config, data, logits, found["label"], found["filename"], era_units=estimates
     )
@@ -352,7 +357,6 @@ def predictions_of(
     """Predictions of `data`'s images (byte-string `filenames`) from their logits (and an era
     head's estimates)."""
     filenames = [f.decode() for f in filenames]
-    artist_of = {r.filename: r.artist for r in data.rows}
     probs = steps.probabilities(logits, data.multi_label, config.multi_label_loss)
     return Predictions(
         classes=list(data.classes),
@@ -360,7 +364,7 @@ def predictions_of(
         labels=labels,
         probabilities=np.asarray(probs),
         filenames=filenames,
-        artists=[artist_of[f] for f in filenames],
+        artists=ip.artists_of(data, filenames),
         loss=loss,
         era_years=None if era_units is None else era.to_years(era_units),
     )

@@ -158,12 +158,11 @@ def coral_loss(outputs, labels, artists, num_classes: int, num_artists: int):
         cov = jnp.einsum("gbi,gbj->gij", weighted, centred) / jnp.maximum(count, 1.0)[:, None, None]
         return count, cov
 
-    artist_count, artist_cov = covariances(jax.nn.one_hot(artists, num_artists))
-    class_count, class_cov = covariances(jax.nn.one_hot(labels, num_classes))
+    of_artist, of_class = jax.nn.one_hot(artists, num_artists), jax.nn.one_hot(labels, num_classes)
+    artist_count, artist_cov = covariances(of_artist)
+    class_count, class_cov = covariances(of_class)
     # each artist's class: the class of its examples here (an artist has one class)
-    artist_class = jnp.argmax(
-        jax.nn.one_hot(artists, num_artists).T @ jax.nn.one_hot(labels, num_classes), -1
-    )
+    artist_class = jnp.argmax(of_artist.T @ of_class, -1)
     gaps = jnp.sum((artist_cov - class_cov[artist_class]) ** 2, axis=(1, 2)) / (4.0 * d * d)
     counted = (artist_count >= 2) & (class_count[artist_class] > artist_count)
     return jnp.sum(jnp.where(counted, gaps, 0.0)) / jnp.maximum(jnp.sum(counted), 1.0)
@@ -357,13 +356,15 @@ def eval_step(
     *,
     apply_fn=None,
     multi_label_loss: str = "sigmoid",
-    era_apply_fn=None,
+    with_era: bool = False,
 ):
     """Logits for this device's images (or cached features, with the head's `apply_fn`; averaged
-    over views where there are several), plus masked sums over all devices. With `era_apply_fn`
-    (`models.era_apply`), the outputs are (logits, era estimates), each a mean over the views."""
+    over views where there are several), plus masked sums over all devices. `with_era`: the
+    `apply_fn` returns (logits, era estimates) (`models.call_with_era`: one backbone pass for
+    both), and so do the outputs, each a mean over the views."""
     variables = _variables(state, state.params)
-    logits = view_mean_logits(apply_fn or state.apply_fn, variables, batch["image"])
+    outputs = view_mean_logits(apply_fn or state.apply_fn, variables, batch["image"])
+    logits = outputs[0] if with_era else outputs
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
     if is_multi_label(labels):
@@ -375,6 +376,4 @@ def eval_step(
         "correct": jax.lax.psum(jnp.sum(top1_hits(logits, labels) * mask), AXIS),
         "count": jax.lax.psum(jnp.sum(mask), AXIS),
     }
-    if era_apply_fn is not None:
-        return (logits, view_mean_logits(era_apply_fn, variables, batch["image"])), sums
-    return logits, sums
+    return outputs, sums

@@ -224,8 +224,3 @@ def head_apply(model, with_era: bool = False):
 def call_with_era(model):
     """apply(variables, images, **kw) -> (logits, era estimate): the backbone once, both heads."""
     return functools.partial(model.apply, method="call_with_era")
-
-
-def era_apply(model, on_features: bool = True):
-    """apply(variables, x, **kw) -> the era head's estimate of cached features (or of images)."""
-    return functools.partial(model.apply, method="estimate_era" if on_features else "era_of_images")

@@ -87,10 +87,6 @@ class Backbone(nn.Module):
         """[..., D] features -> [...] the era head's estimate (`artjax.era` units)."""
         return self._era(self.head_input(features, train))
 
-    def era_of_images(self, x, train: bool = False):
-        """The era head's estimate of images (the backbone, then the era head)."""
-        return self.estimate_era(self.features(x, train), train)
-
     def heads(self, features, train: bool = False):
         """(style logits, the era head's outputs) of features, what training's losses take: the
         regression's [..., 1], or the bins' logits [..., era_bins]."""
