@@ -24,6 +24,15 @@ already on the devices and, with --config, through the real tf.data pipeline (pr
 devices): images/s, step time, the model FLOPs utilisation they imply (XLA's FLOP count of the step
 against the device's bf16 dense peak) and peak device memory. Sized to finish in a few minutes on
 one GPU.
+
+  python -m artjax.bench backbone --config experiments/lite0_style.py:all \
+      --config.data.root=../shared/data/best_artworks [--backbones 0,1,2] \
+      [--crop_sets whole,crops50,crops25] [--images 256]
+
+backbone: the frozen backbone's pass per painting, as a feature cache computes it (decode and resize
+of every view, the forward pass), for each EfficientNet-Lite version (at its own resolution, its
+ported weights in checkpoints/imagenet/) and crop set, side by side in one process on the same
+paintings.
 """
 
 from __future__ import annotations
@@ -44,9 +53,17 @@ from artjax import benchmarks, cli, configs, host_memory
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("pipeline", "train", "accelerator", "export", "serve"):
+    if len(argv) != 2 or argv[1] not in (
+        "pipeline",
+        "train",
+        "accelerator",
+        "export",
+        "serve",
+        "backbone",
+    ):
         raise app.UsageError(
-            "usage: python -m artjax.bench pipeline|train|accelerator|export|serve [--config ...]"
+            "usage: python -m artjax.bench pipeline|train|accelerator|export|serve|backbone "
+            "[--config ...]"
         )
     cli.setup_process()
     # applied before the imports when run as a script; reports it
@@ -82,6 +99,8 @@ def main(argv):
         return _bench_export(F)
     if argv[1] == "serve":
         return _bench_serve(F)
+    if argv[1] == "backbone":
+        return _bench_backbone(F)
     if argv[1] == "train":
         print(
             f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, "
@@ -110,6 +129,26 @@ def main(argv):
             f"{name:<28}{rate:>9.1f} img/s  ({rate / keras:5.1f}x Keras, "
             f"{rate / rates['decode+resize']:4.2f}x decode-only)"
         )
+
+
+def _bench_backbone(F):
+    if F.config is None:
+        raise app.UsageError("backbone needs --config (a frozen EfficientNet-Lite config)")
+    print(
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, JAX backend "
+        f"{jax.default_backend()} x{jax.local_device_count()}; {F.images} paintings each"
+    )
+    for version in (int(v) for v in F.backbones):
+        for crop_set in F.crop_sets:
+            config = benchmarks.backbone_config(F.config, version, crop_set)
+            found = benchmarks.bench_backbone(config, F.images)
+            print(
+                f"Lite{version} {config.data.image_size}px {crop_set:<8} "
+                f"{found['views']} view(s) {found['features']} features: "
+                f"{found['ms_per_painting']:7.1f} ms per painting "
+                f"({found['paintings']} paintings)",
+                flush=True,
+            )
 
 
 def _bench_export(F):
@@ -176,7 +215,9 @@ def _bench_serve(F):
 
 if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Experiment config (experiments/*.py).")
-    flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline).")
+    flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline, backbone).")
+    flags.DEFINE_list("backbones", ["0", "1", "2"], "EfficientNet-Lite versions (backbone).")
+    flags.DEFINE_list("crop_sets", ["whole", "crops50", "crops25"], "Crop sets (backbone).")
     flags.DEFINE_integer("image_size", 200, "Image size (train).")
     flags.DEFINE_integer(
         "steps",

@@ -553,3 +553,61 @@ def bench_serve(exports: dict, paintings_root, concurrencies, requests: int, max
                 process.terminate()
                 process.wait(timeout=60)
     return rows
+
+
+# bench backbone: crop sets by name -> (data.views, data.crop_fraction)
+CROP_SETS = {
+    "whole": ("whole", 0.875),
+    "crops50": ("crops", 0.5),
+    "crops25": ("crops", 0.25),
+}
+
+
+def backbone_config(base, lite_version: int, crop_set: str):
+    """`base` (a frozen EfficientNet-Lite config) with Lite`lite_version` at its own resolution,
+    its ported weights (checkpoints/imagenet/efficientnet_lite<v>) and the views of `crop_set`."""
+    from artjax.models import efficientnet_lite
+
+    if crop_set not in CROP_SETS:
+        raise ValueError(f"crop set {crop_set!r} is not one of {sorted(CROP_SETS)}")
+    config = base.copy_and_resolve_references()
+    config.model.lite_version = lite_version
+    config.data.image_size = efficientnet_lite.VERSIONS[lite_version][2]
+    config.init.checkpoint = f"checkpoints/imagenet/efficientnet_lite{lite_version}"
+    config.data.views, config.data.crop_fraction = CROP_SETS[crop_set]
+    return config
+
+
+def bench_backbone(config, images: int) -> dict:
+    """The frozen backbone's pass per painting as a feature cache computes it (tf.data decode and
+    resize of every view, the pmap'd forward pass, features back on the host) over the first
+    `images` paintings of the class set by filename, after one untimed batch (compilation)."""
+    from artjax.data import feature_batches
+
+    num_devices = jax.local_device_count()
+    data = ip.prepare_data(config.data, config.seed)
+    model, plan = train_state.build_model(config, len(data.classes))
+    state = train_state.create_train_state(config, model, 1, classes=data.classes, plan=plan)
+    p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
+    variables = steps.replicate({"params": state.params, "batch_stats": state.batch_stats})
+    names = sorted(r.filename for r in data.rows)
+    warm = ip.with_images(data, "warm", names[: config.eval_batch_size])
+    feature_batches.compute_features(
+        p_features,
+        variables,
+        ip.eval_dataset(warm, "warm", config, num_devices).as_numpy_iterator(),
+    )
+    timed = ip.with_images(data, "timed", names[:images])
+    start = time.perf_counter()
+    found = feature_batches.compute_features(
+        p_features,
+        variables,
+        ip.eval_dataset(timed, "timed", config, num_devices).as_numpy_iterator(),
+    )
+    seconds = time.perf_counter() - start
+    return dict(
+        paintings=len(found["filename"]),
+        views=pp.view_count(config.data.views),
+        ms_per_painting=1000 * seconds / len(found["filename"]),
+        features=int(found["features"].shape[-1]),
+    )

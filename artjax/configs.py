@@ -95,6 +95,13 @@ def model_config() -> ml_collections.ConfigDict:
     m.era_bins = 0
     m.era_bin_start = 1200.0
     m.era_bin_years = 25.0
+    # The era as a second opinion on the style (needs the era head): at prediction each style's
+    # logit loses this much per century between the era estimate and the style's place in time
+    # (`style_years`: the median middle of its training artists' active periods, filled in by
+    # training from its own artists: data.catalog.style_years). Training's losses see the heads'
+    # own outputs. 0: off.
+    m.era_style_weight = 0.0
+    m.style_years = ()
     # resnet, efficientnet_lite: a hidden layer of this many units (ReLU) between the pooled
     # features and the heads, shared by the classifier and the era head. 0: none (linear heads).
     m.head_hidden = 0

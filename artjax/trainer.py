@@ -266,6 +266,9 @@ def set_up(config, workdir) -> Setup:
     workdir = pathlib.Path(workdir)
     num_devices = jax.local_device_count()
     data = ip.prepare_data(config.data, config.seed)
+    if config.model.era_style_weight:  # the styles' places in time, from this run's own artists
+        config = config.copy_and_resolve_references()
+        config.model.style_years = ip.training_style_years(data)
     if config.calibration.enabled and config.calibration.from_cv:
         calibration.load_unseen_artists(config.calibration.from_cv, data.classes)  # fail early
     run = run_record(config, data)

@@ -43,6 +43,10 @@ multi-genre artists as partial labels (`data.partial_labels`), CORAL across arti
 (`coral_weight`), a hidden layer shared with the era head (`model.head_hidden`), Lite1 or Lite2,
 or Lite0 and Lite1 side by side (`model.name=efficientnet_lite_concat`) did not beat the crops on
 the CV; a bag of the Lite0 and Lite1 crops CVs gained 0.005 at twice the prediction cost.
+Round 3 (RESULTS.md): the era's vote on the style (`model.era_style_weight`: 0.292 at 2 per
+century against 0.290, within the folds' noise, at twice the held-out ECE), a stronger weight
+decay of the head (1e-2, 1e-1), a shared hidden layer with the crops, and the quarter-scale crops
+bagged with the half-scale ones all stayed at or below the recipe.
 Fine-tuning the last 20% of the layers on the whole collection
 (`experiments/efficientnet_lite0_finetune.py` with `data.classes=all`) changed which unseen
 painters got their style, not how many, at 5.5 times the CV's time.

@@ -3,6 +3,8 @@
 import os
 import subprocess
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT, command_python, run_command
 
 
@@ -116,3 +118,23 @@ def test_the_study_script_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_path):
     ]
     assert f"not run: resnet50_imagenet (no {tmp_path / 'imagenet'}/resnet50_torchvision)" in table
     assert "(cpu)" in table.splitlines()[0]
+
+
+def test_the_backbone_benchmark_times_every_view_of_the_cache(synthetic_root, tmp_path):
+    from artjax import benchmarks
+    from tests.conftest import experiment_config, frozen_resnet_config
+
+    config = frozen_resnet_config(synthetic_root, tmp_path)
+    config.data.views, config.data.crop_fraction = "crops", 0.5
+    found = benchmarks.bench_backbone(config, images=6)
+    assert (found["paintings"], found["views"]) == (6, 5)
+    assert found["ms_per_painting"] > 0
+    lite2 = benchmarks.backbone_config(experiment_config("lite0_style.py:all", {}), 2, "crops25")
+    assert (lite2.data.image_size, lite2.data.views, lite2.data.crop_fraction) == (
+        260,
+        "crops",
+        0.25,
+    )
+    assert lite2.init.checkpoint == "checkpoints/imagenet/efficientnet_lite2"
+    with pytest.raises(ValueError, match="crops50"):
+        benchmarks.backbone_config(lite2, 0, "crops10")

@@ -3,6 +3,8 @@ artist's active period, and a trained head's estimate reaches the CV report, the
 `artjax.predict`, the export and the gallery service; a model without one is as before."""
 
 import csv
+import dataclasses
+import json
 import re
 import shutil
 
@@ -11,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from artjax import crossval, era, models, steps, train_state
+from artjax import configs, crossval, era, models, steps, train_state
 from artjax.data import catalog, feature_batches
 from artjax.serving import app as gallery
-from artjax.serving import exported, inference
+from artjax.serving import collection, exported, inference
+from tests import test_serve
 from tests.conftest import frozen_resnet_config, head_step, make_config, run_command, tiny_head
 
 pytestmark = pytest.mark.xdist_group("era")
@@ -86,6 +89,59 @@ def test_a_binned_era_head_estimates_the_expected_centre(tmp_path):
     np.testing.assert_allclose(era.to_years(estimate), p @ centres, rtol=1e-5)
 
 
+def test_the_era_weighs_on_the_style_at_prediction_and_not_in_training(tmp_path):
+    years = (1.0, 1.5, 2.0)  # 1800, 1850, 1900 in era units
+    bins = dict(era_head=True, era_bins=4, era_bin_start=1800.0, era_bin_years=25.0)
+    model, state = tiny_head(tmp_path, 3, era_style_weight=2.0, style_years=years, **bins)
+    plain, _ = tiny_head(tmp_path / "plain", 3, **bins)
+    features = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (4, 16)))
+    variables = {"params": state.params}
+    raw, outputs = model.apply(variables, features, method="heads")
+    logits, estimate = model.apply(variables, features, method="classify_with_era")
+    expected = np.asarray(raw) - 2.0 * np.abs(np.asarray(estimate)[:, None] - np.array(years))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.apply(variables, features, method="classify"), expected, 1e-5)
+    # training's losses see the heads' own outputs; without the weight, prediction does too
+    np.testing.assert_allclose(raw, plain.apply(variables, features, method="classify"), 1e-6)
+    with pytest.raises(ValueError, match="style_years has 2"):
+        tiny_head(tmp_path / "short", 3, era_style_weight=1.0, style_years=(1.0, 2.0), **bins)[
+            0
+        ].apply(variables, features, method="classify")
+    with pytest.raises(ValueError, match="set model.era_head"):
+        tiny_head(tmp_path / "no_era", 3, era_style_weight=1.0)
+
+
+def test_the_styles_places_in_time_come_from_the_training_artists_alone(era_cv, tmp_path):
+    from artjax.data import input_pipeline as ip
+
+    cv, _, periods, data_root = era_cv
+    run = json.loads((cv / "fold_0" / "run.json").read_text())
+    config = crossval.fold_config(configs.from_record(run["config"]), "artist", 2, 0)
+    data = ip.prepare_data(config.data, config.seed)
+    train = [r for r in data.rows if r.filename in data.members["train"]]
+    expected = [
+        (
+            np.median([np.mean(periods[a]) for a in {r.artist for r in train if c in r.genres}])
+            - 1700
+        )
+        / 100
+        for c in data.classes
+    ]
+    found = ip.training_style_years(data)
+    np.testing.assert_allclose(found, expected, atol=1e-6)
+    assert run["model"]["style_years"] == pytest.approx(found)  # what prediction rebuilds
+    # moving the held-out artists' years moves nothing; moving a training artist's does
+    rows = list(csv.reader(open(data_root / "artists.csv", encoding="utf-8")))
+    for moved, changes in ((set(data.heldout_artists), False), ({train[0].artist}, True)):
+        (tmp_path / "csv").mkdir(exist_ok=True)
+        with open(tmp_path / "csv" / "artists.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(
+                [r[:2] + ["1000 - 1060"] + r[3:] if r[1] in moved else r for r in rows]
+            )
+        shifted = ip.training_style_years(dataclasses.replace(data, root=tmp_path / "csv"))
+        assert (shifted != found) == changes
+
+
 def test_era_errors_and_the_period_a_visitor_reads():
     found = era.errors([1850.0, 1905.0, 1960.0], [[1860, 1900]] * 3)
     assert found["mae_to_period"] == pytest.approx((10 + 5 + 60) / 3)
@@ -129,6 +185,7 @@ def era_cv(synthetic_root, tmp_path_factory):
         csv.writer(f).writerows(rows)
     config = frozen_resnet_config(data_root, root, epochs=40)
     config.model.era_head = True
+    config.model.era_style_weight = 1.0  # every command below predicts with the era's opinion
     config.optimizer.learning_rate = 0.05
     report = crossval.run_cv(config, root / "cv", 2, "artist")
     return root / "cv", report, parsed_periods(data_root / "artists.csv"), data_root
@@ -149,7 +206,17 @@ def test_the_cv_reports_the_era_of_held_out_artists(era_cv):
     assert expected["mae_to_middle"] < constant["mae_to_middle"]
 
 
-def test_predictor_predict_and_export_give_the_period(era_cv, tmp_path, synthetic_root):
+@pytest.fixture(scope="module")
+def era_export(era_cv, tmp_path_factory):
+    """The era CV's first fold exported, with the index of its collection (for the page)."""
+    cv, _, _, data_root = era_cv
+    out = tmp_path_factory.mktemp("era_export") / "savedmodel"
+    record = exported.export(cv / "fold_0", out)
+    collection.build(cv / "fold_0", data_root, out)
+    return out, record
+
+
+def test_predictor_predict_and_export_give_the_period(era_cv, era_export, synthetic_root):
     cv, _, _, _ = era_cv
     fold = cv / "fold_0"
     predictor = inference.Predictor(fold)
@@ -167,8 +234,7 @@ def test_predictor_predict_and_export_give_the_period(era_cv, tmp_path, syntheti
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"period: {found.period}" in result.stdout
 
-    out = tmp_path / "savedmodel"
-    record = exported.export(fold, out)
+    out, record = era_export
     assert record["era"]["span_years"] == 30
     served = tf.saved_model.load(str(out)).signatures["serve_encoded"](
         encoded=tf.constant([p.read_bytes() for p in paths])
@@ -184,6 +250,24 @@ def test_predictor_predict_and_export_give_the_period(era_cv, tmp_path, syntheti
     described = model.describe(probs, 3, year)
     assert described["period"] == era.period_text(year, 30)
     assert year == pytest.approx(years[0], abs=1e-2)
+
+
+def test_the_page_in_a_real_browser_shows_the_period_of_an_era_model(era_cv, era_export):
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    _, _, _, data_root = era_cv
+    out, _ = era_export
+    painting = sorted((data_root / "images").rglob("*.jpg"))[0]
+    with test_serve.serving(out) as (url, _):
+        answer = httpx.post(f"{url}/v1/predict", files={"file": ("p.jpg", painting.read_bytes())})
+        assert answer.status_code == 200, answer.text
+        expected = answer.json()
+        assert re.fullmatch(r"about \d{3,4}-\d{3,4}", expected["period"])
+        with test_serve.page_with(url, painting) as (page, _):
+            assert page.find_element(By.ID, "top-style").text == expected["top_k"][0]["style"]
+            assert page.find_element(By.ID, "period-line").is_displayed()
+            assert page.find_element(By.ID, "period").text == expected["period"]
 
 
 def test_a_model_without_an_era_head_prints_no_period(finished_run, synthetic_root):

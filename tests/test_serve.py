@@ -366,22 +366,16 @@ def chromium():
     return browser, driver
 
 
-def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
-    page_server, real_data_root
-):
-    import httpx
+@contextlib.contextmanager
+def page_with(url, painting):
+    """Headless chromium on the service's page at `url` with `painting` uploaded through its file
+    input and its answer shown: (page, wait)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser, driver = chromium()
-    url, _ = page_server
-    # ARTJAX_PAGE_PAINTING: the README's screenshot is of a Monet (one of the six styles)
-    painting = pathlib.Path(
-        os.environ.get("ARTJAX_PAGE_PAINTING", real_paintings(real_data_root, 3)[1])
-    ).resolve()  # chromedriver takes canonical paths only
-    expected = httpx.post(f"{url}/v1/predict", files={"file": ("p.jpg", painting.read_bytes())})
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
@@ -390,9 +384,28 @@ def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
     page = webdriver.Chrome(service=Service(driver), options=options)
     try:
         page.get(f"{url}/")
-        page.find_element(By.ID, "file").send_keys(str(painting))
+        # chromedriver takes canonical paths only
+        page.find_element(By.ID, "file").send_keys(str(pathlib.Path(painting).resolve()))
         wait = WebDriverWait(page, 120)
         wait.until(lambda p: p.find_element(By.ID, "top-style").text)
+        yield page, wait
+    finally:
+        page.quit()
+
+
+def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
+    page_server, real_data_root
+):
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    url, _ = page_server
+    # ARTJAX_PAGE_PAINTING: the README's screenshot is of a Monet (one of the six styles)
+    painting = pathlib.Path(
+        os.environ.get("ARTJAX_PAGE_PAINTING", real_paintings(real_data_root, 3)[1])
+    )
+    expected = httpx.post(f"{url}/v1/predict", files={"file": ("p.jpg", painting.read_bytes())})
+    with page_with(url, painting) as (page, wait):
         assert page.find_element(By.ID, "top-style").text == expected.json()["top_k"][0]["style"]
         # a model without an era head: no period in the answer, none on the page
         assert "period" not in expected.json()
@@ -412,5 +425,3 @@ def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
         screenshot.parent.mkdir(exist_ok=True)
         page.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
-    finally:
-        page.quit()

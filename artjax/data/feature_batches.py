@@ -108,6 +108,8 @@ HEAD_SETTINGS = (
     "era_bins",
     "era_bin_start",
     "era_bin_years",
+    "era_style_weight",
+    "style_years",
 )
 
 

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 from sklearn.utils.class_weight import compute_class_weight
 
+from artjax import era
 from artjax.data import augment, best_artworks, splits, synthetic
 from artjax.data import catalog as catalog_lib
 from artjax.data import preprocess as pp
@@ -264,6 +265,15 @@ def with_images(data: PreparedData, name: str, files) -> PreparedData:
 def artist_periods(data: PreparedData) -> dict[str, tuple[int, int]]:
     """Each artist's active period, from the download's artists.csv (`catalog.active_period`)."""
     return catalog_lib.read_active_periods(data.root / "artists.csv")
+
+
+def training_style_years(data: PreparedData) -> tuple[float, ...]:
+    """Each class's place in time (`catalog.style_years`) in `artjax.era` units, from the artists
+    of the training split alone: a held-out artist's period never places a style."""
+    train = data.members["train"]
+    genres = {r.artist: r.genres for r in data.rows if r.filename in train}
+    years = catalog_lib.style_years(data.classes, genres, artist_periods(data))
+    return tuple(float(era.from_years(years[c])) for c in data.classes)
 
 
 def artists_of(data: PreparedData, filenames) -> list[str]:

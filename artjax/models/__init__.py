@@ -92,6 +92,10 @@ def _cnn(m, num_classes, dtype, ops, axis_name, frozen_norms):
 
 def _backbone_fields(m, dtype, ops, axis_name, frozen_norms) -> dict:
     """The fields every Backbone takes from the model config."""
+    if m.era_style_weight and not m.era_head:
+        raise ValueError(
+            "model.era_style_weight weighs the era head's estimate: set model.era_head"
+        )
     return dict(
         bn_momentum=m.bn_momentum,
         dropout_rate=m.dropout_rate,
@@ -106,6 +110,8 @@ def _backbone_fields(m, dtype, ops, axis_name, frozen_norms) -> dict:
         era_bins=m.era_bins,
         era_bin_start=m.era_bin_start,
         era_bin_years=m.era_bin_years,
+        era_style_weight=m.era_style_weight,
+        style_years=tuple(float(y) for y in m.style_years),
     )
 
 

@@ -11,6 +11,10 @@
   centre is the estimate),
   estimates when a painting was made (`estimate_era`, in `artjax.era`'s units). `__call__` and
   `classify` return the style logits alone either way; `classify_with_era` returns both.
+- `era_style_weight` (a field; 0: off): the era as a second opinion on the style. At prediction
+  each style's logit loses that weight per century between the era estimate and the style's
+  place in time (`style_years`, in `artjax.era` units), so a style far from when the painting
+  seems made loses. `heads`, what training's losses take, gives the heads' own outputs.
 - `sow("intermediates", ...)` after the stem and every stage, so parity tests can point at the stage
   that diverges.
 - `frozen_norms`: paths ("stage1_block1/bn1") of BatchNorm layers that stay in inference mode while
@@ -67,7 +71,22 @@ class Backbone(nn.Module):
         return x
 
     def classify(self, features, train: bool = False):
+        if self.era_style_weight:
+            return self.classify_with_era(features, train)[0]
         return self.head(self.head_input(features, train)).astype(jnp.float32)
+
+    def _style_given_era(self, logits, era):
+        """The style logits less `era_style_weight` per century between the era estimate and each
+        style's place in time."""
+        if not self.era_style_weight or self.is_initializing():
+            return logits
+        if len(self.style_years) != self.num_classes:
+            raise ValueError(
+                f"model.era_style_weight needs a place in time for each of the {self.num_classes} "
+                f"classes; model.style_years has {len(self.style_years)} (training fills it in)"
+            )
+        years = jnp.asarray(self.style_years, jnp.float32)
+        return logits - self.era_style_weight * jnp.abs(era[..., None] - years)
 
     def _era_outputs(self, x):
         if not self.era:
@@ -96,7 +115,8 @@ class Backbone(nn.Module):
     def classify_with_era(self, features, train: bool = False):
         """(style logits, era estimate) of features: the two heads on one head input."""
         x = self.head_input(features, train)
-        return self.head(x).astype(jnp.float32), self._era(x)
+        era = self._era(x)
+        return self._style_given_era(self.head(x).astype(jnp.float32), era), era
 
     def call_with_era(self, x, train: bool = False):
         """(style logits, era estimate) of images."""

@@ -133,6 +133,8 @@ class EfficientNetLite(Backbone):
     era_bins: int = 0  # 0: the era head regresses; else its bins (Backbone)
     era_bin_start: float = 1200.0
     era_bin_years: float = 25.0
+    era_style_weight: float = 0.0  # the era's weight on the style logits (Backbone)
+    style_years: tuple[float, ...] = ()  # each class's place in time, in era units (Backbone)
 
     @nn.compact
     def features(self, x, train: bool = False):
