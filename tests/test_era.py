@@ -16,7 +16,7 @@ import tensorflow as tf
 from artjax import configs, crossval, era, models, steps, train_state
 from artjax.data import catalog, feature_batches
 from artjax.serving import app as gallery
-from artjax.serving import collection, exported, inference
+from artjax.serving import exported, inference
 from tests import test_serve
 from tests.conftest import frozen_resnet_config, head_step, make_config, run_command, tiny_head
 
@@ -208,12 +208,11 @@ def test_the_cv_reports_the_era_of_held_out_artists(era_cv):
 
 @pytest.fixture(scope="module")
 def era_export(era_cv, tmp_path_factory):
-    """The era CV's first fold exported, with the index of its collection (for the page)."""
-    cv, _, _, data_root = era_cv
+    """The era CV's first fold exported (without a collection index: the page shows the style and
+    the period before it asks for similar paintings)."""
+    cv, _, _, _ = era_cv
     out = tmp_path_factory.mktemp("era_export") / "savedmodel"
-    record = exported.export(cv / "fold_0", out)
-    collection.build(cv / "fold_0", data_root, out)
-    return out, record
+    return out, exported.export(cv / "fold_0", out)
 
 
 def test_predictor_predict_and_export_give_the_period(era_cv, era_export, synthetic_root):
