@@ -607,7 +607,7 @@ def bench_backbone(config, images: int) -> dict:
     seconds = time.perf_counter() - start
     return dict(
         paintings=len(found["filename"]),
-        views=pp.view_count(config.data.views),
+        views=int(found["features"].shape[1]) if found["features"].ndim == 3 else 1,
         ms_per_painting=1000 * seconds / len(found["filename"]),
         features=int(found["features"].shape[-1]),
     )

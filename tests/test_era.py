@@ -226,8 +226,6 @@ def test_predictor_predict_and_export_give_the_period(era_cv, era_export, synthe
     found = predictor.describe_file(paths[0])
     assert found.era_year == pytest.approx(years[0], abs=1e-3)
     assert found.period == era.period_text(years[0], 30)
-    # the era head leaves the style probabilities as the model's logits give them
-    np.testing.assert_allclose(probabilities, predictor.probabilities_of(images), rtol=1e-6)
 
     result = run_command(["artjax.predict", f"--workdir={fold}", str(paths[0])], timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -283,12 +281,18 @@ def test_an_era_head_on_images_or_the_cnn_is_refused(tmp_path):
     config.model.era_head = True
     with pytest.raises(ValueError, match="era_head.*'cnn'"):
         models.create_model(config.model, 3)
+    config.model.era_head, config.model.era_style_weight = False, 1.0
+    with pytest.raises(ValueError, match="era_style_weight.*'cnn'"):
+        models.create_model(config.model, 3)
 
 
 def test_the_feature_cache_is_shared_with_and_without_an_era_head(tmp_path):
     config = make_config("", tmp_path / "prepared")
     without = feature_batches.cache_identity(config)
     config.model.era_head = True
+    assert feature_batches.cache_identity(config) == without
+    # the era's vote and each fold's own style years leave the folds one cache
+    config.model.era_style_weight, config.model.style_years = 2.0, (1.0, 2.0)
     assert feature_batches.cache_identity(config) == without
 
 

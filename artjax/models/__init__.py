@@ -80,9 +80,10 @@ def kernels(conv_impl: str) -> Kernels:
 
 def _cnn(m, num_classes, dtype, ops, axis_name, frozen_norms):
     del axis_name, frozen_norms  # no BatchNorm
-    if m.era_head or m.head_hidden:
+    if m.era_head or m.head_hidden or m.era_style_weight:
         raise ValueError(
-            "model.era_head, model.head_hidden: they sit on a backbone's pooled features; "
+            "model.era_head, model.head_hidden, model.era_style_weight: they sit on a backbone's "
+            "pooled features; "
             "model.name 'cnn' has none (use 'resnet' or 'efficientnet_lite')"
         )
     return BaselineCNN(
