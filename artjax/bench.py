@@ -51,19 +51,13 @@ from ml_collections import config_flags
 
 from artjax import benchmarks, cli, configs, host_memory
 
+SUBCOMMANDS = ("pipeline", "train", "accelerator", "export", "serve", "backbone")
+
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in (
-        "pipeline",
-        "train",
-        "accelerator",
-        "export",
-        "serve",
-        "backbone",
-    ):
+    if len(argv) != 2 or argv[1] not in SUBCOMMANDS:
         raise app.UsageError(
-            "usage: python -m artjax.bench pipeline|train|accelerator|export|serve|backbone "
-            "[--config ...]"
+            f"usage: python -m artjax.bench {'|'.join(SUBCOMMANDS)} [--config ...]"
         )
     cli.setup_process()
     # applied before the imports when run as a script; reports it

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import jax_utils
 
-from artjax import configs, models, steps, train_state
+from artjax import configs, models, steps, train_state, trainer
 from artjax.data import catalog
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
@@ -582,28 +582,14 @@ def bench_backbone(config, images: int) -> dict:
     """The frozen backbone's pass per painting as a feature cache computes it (tf.data decode and
     resize of every view, the pmap'd forward pass, features back on the host) over the first
     `images` paintings of the class set by filename, after one untimed batch (compilation)."""
-    from artjax.data import feature_batches
-
-    num_devices = jax.local_device_count()
     data = ip.prepare_data(config.data, config.seed)
     model, plan = train_state.build_model(config, len(data.classes))
     state = train_state.create_train_state(config, model, 1, classes=data.classes, plan=plan)
-    p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
-    variables = steps.replicate({"params": state.params, "batch_stats": state.batch_stats})
+    compute = trainer.feature_pass(config, model, state, jax.local_device_count())
     names = sorted(r.filename for r in data.rows)
-    warm = ip.with_images(data, "warm", names[: config.eval_batch_size])
-    feature_batches.compute_features(
-        p_features,
-        variables,
-        ip.eval_dataset(warm, "warm", config, num_devices).as_numpy_iterator(),
-    )
-    timed = ip.with_images(data, "timed", names[:images])
+    compute(ip.with_images(data, "warm", names[: config.eval_batch_size]), "warm")
     start = time.perf_counter()
-    found = feature_batches.compute_features(
-        p_features,
-        variables,
-        ip.eval_dataset(timed, "timed", config, num_devices).as_numpy_iterator(),
-    )
+    found = compute(ip.with_images(data, "timed", names[:images]), "timed")
     seconds = time.perf_counter() - start
     return dict(
         paintings=len(found["filename"]),

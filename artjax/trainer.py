@@ -90,9 +90,10 @@ def image_batches(data, config, num_devices: int, start_step: int) -> BatchSourc
     )
 
 
-def backbone_features(data, config, model, state, num_devices: int) -> dict:
-    """split -> the frozen backbone's features of the train and val images, computed now or read
-    from the shared cache (`freeze.feature_cache`), which holds every image of the class set."""
+def feature_pass(config, model, state, num_devices: int) -> Callable:
+    """compute(data, split) -> the frozen backbone's pooled features of every image of the split
+    (`feature_batches.compute_features`): what a feature cache holds, and what `artjax.bench
+    backbone` times."""
     p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
     variables = steps.replicate({"params": state.params, "batch_stats": state.batch_stats})
 
@@ -100,6 +101,13 @@ def backbone_features(data, config, model, state, num_devices: int) -> dict:
         batches = ip.eval_dataset(split_data, split, config, num_devices).as_numpy_iterator()
         return feature_batches.compute_features(p_features, variables, batches)
 
+    return compute
+
+
+def backbone_features(data, config, model, state, num_devices: int) -> dict:
+    """split -> the frozen backbone's features of the train and val images, computed now or read
+    from the shared cache (`freeze.feature_cache`), which holds every image of the class set."""
+    compute = feature_pass(config, model, state, num_devices)
     periods = ip.artist_periods(data) if config.model.era_head else None
     if not config.freeze.feature_cache:
         found = {split: compute(data, split) for split in ("train", "val")}
