@@ -23,6 +23,9 @@ LITE_MEAN, LITE_STD = 127.0, 128.0  # TF's efficientnet/lite builder (MEAN_RGB, 
 
 
 def compose(ops: Sequence[Op]) -> Op:
+    # The ops are plain TensorFlow (no Python control flow on tensors), so Dataset.map traces
+    # them as they are: AutoGraph's conversion of every op's source costs seconds per pipeline.
+    @tf.autograph.experimental.do_not_convert
     def apply(features):
         for op in ops:
             features = op(features)
