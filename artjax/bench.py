@@ -17,13 +17,14 @@ convolution implementation and Keras (TF backend) with the same architectures an
 each measurement in a fresh process (--rounds alternates them).
 
   python -m artjax.bench accelerator \
-      [--config experiments/resnet50_scratch.py --config.data.root=...]
+      [--config experiments/resnet50_scratch.py --config.data.root=...] [--nopipeline]
 
 accelerator: ResNet50 (v1.5) train steps at 224 and 200, bfloat16 and float32, on synthetic batches
 already on the devices and, with --config, through the real tf.data pipeline (prefetched to the
 devices): images/s, step time, the model FLOPs utilisation they imply (XLA's FLOP count of the step
 against the device's bf16 dense peak) and peak device memory. Sized to finish in a few minutes on
-one GPU.
+one GPU. On synthetic batches alone (no --config, or --nopipeline) it needs JAX but not
+TensorFlow, so it runs on a JAX-only accelerator image.
 
   python -m artjax.bench backbone --config experiments/lite0_style.py:all \
       --config.data.root=../shared/data/best_artworks [--backbones 0,1,2] \
@@ -71,7 +72,7 @@ def main(argv):
             F.dtypes,
             F.batch_per_device,
             F.steps,
-            with_pipeline=F.config is not None,
+            with_pipeline=F.config is not None if F.pipeline is None else F.pipeline,
         )
         d = jax.local_devices()[0]
         print(
@@ -239,4 +240,10 @@ if __name__ == "__main__":
         "index_sizes", ["10000", "100000", "500000"], "Index sizes for nearest neighbours (export)."
     )
     flags.DEFINE_integer("batch_per_device", 256, "Per-device batch (accelerator).")
+    flags.DEFINE_bool(
+        "pipeline",
+        None,
+        "Also feed the steps through the config's tf.data pipeline (accelerator; default: when "
+        "--config is given).",
+    )
     app.run(main, flags_parser=configs.parse_flags)

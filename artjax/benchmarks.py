@@ -14,16 +14,20 @@ import os
 import pathlib
 import platform
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import jax_utils
 
-from artjax import configs, models, steps, train_state, trainer
-from artjax.data import catalog
-from artjax.data import input_pipeline as ip
-from artjax.data import preprocess as pp
+from artjax import configs, models, steps, train_state
+
+# The data modules (TensorFlow, pandas) are imported by the benchmarks that read data: the
+# accelerator benchmark on synthetic batches needs only JAX, so it also runs on an accelerator
+# image without TensorFlow (tests/test_cli.py).
+if TYPE_CHECKING:
+    from artjax.data import input_pipeline as ip
 
 # bf16 dense peak FLOP/s by device kind, for MFU (vendor figures; SXM parts).
 PEAK_FLOPS = {
@@ -71,6 +75,8 @@ def keras_generator(data: ip.PreparedData, config):
     import pandas as pd
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
+    from artjax.data import catalog
+
     train_files = data.members["train"]
     images = catalog.read_catalog(data.root).images
     images = images[images["filename"].isin(train_files)]
@@ -97,6 +103,9 @@ def keras_generator(data: ip.PreparedData, config):
 
 
 def bench_pipeline(config, n: int) -> dict:
+    from artjax.data import input_pipeline as ip
+    from artjax.data import preprocess as pp
+
     data = ip.prepare_data(config.data, config.seed)
     batch = config.batch_size
     decode_only = (
@@ -265,7 +274,11 @@ def bench_accelerator(
     devices = jax.local_devices()
     peak = peak_flops(devices[0])
     rows = []
-    data = ip.prepare_data(config.data, config.seed) if with_pipeline else None
+    data = None
+    if with_pipeline:
+        from artjax.data import input_pipeline as ip
+
+        data = ip.prepare_data(config.data, config.seed)
     for size in sizes:
         for dtype in dtypes:
             config.data.image_size, config.model.dtype = size, dtype
@@ -329,6 +342,8 @@ def _serving_paths(workdir, fmt_dir) -> dict:
     application does)."""
     import tensorflow as tf
 
+    from artjax.data import input_pipeline as ip
+    from artjax.data import preprocess as pp
     from artjax.serving import inference, records
 
     paths = {}
@@ -372,6 +387,7 @@ def bench_export(workdir, paintings_root, count: int, batch: int, repeats: int, 
     """One row per path (`_serving_paths`): seconds from loading to the first answer (one
     painting), paintings/s at batch 1 and at `batch`, and batch-1 latency p50/p99, on `count` real
     paintings (`repeats` passes each; the best pass's rate). Exports the run to `output` first."""
+    from artjax.data import catalog
     from artjax.serving import exported, records
 
     files = sorted(catalog.read_catalog(paintings_root, include_multi_genre=True).images["path"])
@@ -527,6 +543,8 @@ def export_batched_rate(export_dir, encoded: list[bytes], batch: int, repeats: i
 def bench_serve(exports: dict, paintings_root, concurrencies, requests: int, max_batch: int):
     """Rows per (export, batching on/off, concurrency): a real `artjax.serve` process and an
     asyncio httpx load generator in this process, on real paintings."""
+    from artjax.data import catalog
+
     files = sorted(catalog.read_catalog(paintings_root, include_multi_genre=True).images["path"])
     chosen = [files[i] for i in np.linspace(0, len(files) - 1, 64).astype(int)]
     encoded = [pathlib.Path(f).read_bytes() for f in chosen]
@@ -582,6 +600,9 @@ def bench_backbone(config, images: int) -> dict:
     """The frozen backbone's pass per painting as a feature cache computes it (tf.data decode and
     resize of every view, the pmap'd forward pass, features back on the host) over the first
     `images` paintings of the class set by filename, after one untimed batch (compilation)."""
+    from artjax import trainer
+    from artjax.data import input_pipeline as ip
+
     data = ip.prepare_data(config.data, config.seed)
     model, plan = train_state.build_model(config, len(data.classes))
     state = train_state.create_train_state(config, model, 1, classes=data.classes, plan=plan)

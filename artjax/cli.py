@@ -17,17 +17,20 @@ from absl import app, flags, logging
 
 
 def setup_process(distributed: bool = False) -> None:
-    """Hides the accelerators from TensorFlow, starts JAX's multi-process runtime when asked, and
-    keeps Orbax's and TFDS's INFO logs out of the output unless --verbosity is given (--verbosity=0
-    shows them).
+    """Hides the accelerators from TensorFlow (where it is installed), starts JAX's multi-process
+    runtime when asked, and keeps Orbax's and TFDS's INFO logs out of the output unless --verbosity
+    is given (--verbosity=0 shows them).
 
     `distributed`: `jax.distributed.initialize` with the --coordinator_address, --num_processes and
     --process_id flags where given (see `define_distributed_flags`); what is not given JAX detects
     on SLURM, Open MPI and Cloud TPU, or reads from JAX_COORDINATOR_ADDRESS. On CPU the processes'
     collectives run over gloo (JAX's default `jax_cpu_collectives_implementation`)."""
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
+    try:
+        import tensorflow as tf
+    except ImportError:  # a JAX-only accelerator image: nothing to hide the devices from
+        tf = None
+    if tf is not None:
+        tf.config.set_visible_devices([], "GPU")
     if distributed:
         jax.distributed.initialize(**_distributed_args())
     if "verbosity" in flags.FLAGS and not flags.FLAGS["verbosity"].present:

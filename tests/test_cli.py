@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -66,6 +67,46 @@ def test_accelerator_benchmark_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_pat
         ("tf.data", 32, "float32"),
     ]
     assert all(r["images_per_second"] > 0 and r["step_ms"] > 0 for r in rows)
+
+
+def test_the_accelerator_benchmark_needs_no_tensorflow(tmp_path):
+    # Accelerator images often hold JAX without TensorFlow: on synthetic batches the benchmark
+    # runs in a fresh interpreter where TensorFlow, Keras, pandas, scikit-learn and Pillow cannot
+    # be imported (a ResNet at a tiny size, float32 only: one compile).
+    blocked = ("tensorflow", "keras", "tf_keras", "pandas", "sklearn", "PIL")
+    code = (
+        "import importlib.abc, runpy, sys\n"
+        "class Blocked(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        "sys.argv = ['artjax.bench', *sys.argv[1:]]\n"
+        "runpy.run_module('artjax.bench', run_name='__main__', alter_sys=True)\n"
+    )
+    args = [
+        "accelerator",
+        "--config=experiments/resnet50_scratch.py",
+        "--config.model.stage_sizes=(1,1)",
+        "--config.model.width=4",
+        "--nopipeline",
+        "--sizes=32",
+        "--dtypes=float32",
+        "--batch_per_device=1",
+        "--steps=1",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("synthetic")]
+    assert [(r[1], r[2]) for r in rows] == [("32", "float32")], result.stdout
+    assert float(rows[0][3]) > 0  # images/s
+    assert "tf.data" not in result.stdout
 
 
 def test_the_study_script_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_path):

@@ -55,11 +55,17 @@ def test_the_features_are_each_backbones_side_by_side(tmp_path):
     config.init.checkpoint = f"{port0},{port1}"
     config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
     model, plan = train_state.build_model(config, 4)
-    state = train_state.create_train_state(config, model, 4, classes=tuple("abcd"), plan=plan)
     assert plan.trainable == ("head",)  # both backbones frozen
+    # What create_train_state loads the ports into, without compiling an init: the fresh
+    # variables' shapes, zero-filled (the head stays as it was, every backbone weight is a port's).
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    load = lambda: transfer.load_initial_variables(
+        config.init, fresh, config.model, config.data, tuple("abcd")
+    )
     images = np.asarray(jax.random.uniform(jax.random.PRNGKey(3), (2, 32, 32, 3)))
     features = jax.jit(lambda m, v, x: m.apply(v, x, method="features"), static_argnums=0)
-    found = features(model, {"params": state.params, "batch_stats": state.batch_stats}, images)
+    found = features(model, load(), images)
     side_by_side = []
     for m, w in ((lite0, weights0), (lite1, weights1)):
         one = m.clone(pooled_stages=("stage6",))
@@ -67,10 +73,6 @@ def test_the_features_are_each_backbones_side_by_side(tmp_path):
     assert np.isfinite(found).all() and found.std() > 0.01  # features, not overflow or zeros
     np.testing.assert_allclose(found, np.concatenate(side_by_side, -1), rtol=1e-5, atol=1e-6)
 
-    fresh = {"params": state.params, "batch_stats": state.batch_stats}
-    load = lambda: transfer.load_initial_variables(
-        config.init, fresh, config.model, config.data, tuple("abcd")
-    )
     config.init.checkpoint = f"{port1},{port0}"  # in the wrong order
     with pytest.raises(transfer.WeightsMismatchError, match="lite_version': 1.*not"):
         load()

@@ -318,6 +318,8 @@ def _each(batch, preprocess, shape):
     )
 
 
+# Every signature below is plain TensorFlow around the jax2tf functions (no Python control flow on
+# tensors), so each tf.function is traced without AutoGraph, whose source conversion costs seconds.
 def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
     data = fns.info["data"]
     size = int(data.image_size)
@@ -339,16 +341,19 @@ def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
     module.serving_default = tf.function(
         lambda images: module.predicted(_each(images, views_of_images, shape)),
         input_signature=[images],
+        autograph=False,
     )
     module.serve_encoded = tf.function(
         lambda encoded: module.predicted(_each(encoded, views_of_encoded, shape)),
         input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
+        autograph=False,
     )
     module.embed_images = tf.function(
         lambda images: {"embedding": module.embed(_each(images, views_of_images, shape))},
         input_signature=[images],
+        autograph=False,
     )
-    module.explain_images = tf.function(explain, input_signature=[images])
+    module.explain_images = tf.function(explain, input_signature=[images], autograph=False)
     signatures = {
         "serving_default": module.serving_default,
         "serve_encoded": module.serve_encoded,
@@ -377,7 +382,10 @@ def _tflite_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
             if k != "classes"  # TFLite has no string outputs here; names are in export.json
         },
     }
-    functions = {name: tf.function(fn, input_signature=[images]) for name, fn in signatures.items()}
+    functions = {
+        name: tf.function(fn, input_signature=[images], autograph=False)
+        for name, fn in signatures.items()
+    }
     return module, {name: f.get_concrete_function() for name, f in functions.items()}
 
 
