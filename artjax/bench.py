@@ -72,7 +72,7 @@ def main(argv):
             F.dtypes,
             F.batch_per_device,
             F.steps,
-            with_pipeline=F.config is not None if F.pipeline is None else F.pipeline,
+            with_pipeline=(F.config is not None) if F.pipeline is None else F.pipeline,
         )
         d = jax.local_devices()[0]
         print(

@@ -28,8 +28,8 @@ def setup_process(distributed: bool = False) -> None:
     try:
         import tensorflow as tf
     except ImportError:  # a JAX-only accelerator image: nothing to hide the devices from
-        tf = None
-    if tf is not None:
+        pass
+    else:
         tf.config.set_visible_devices([], "GPU")
     if distributed:
         jax.distributed.initialize(**_distributed_args())

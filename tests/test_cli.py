@@ -72,7 +72,8 @@ def test_accelerator_benchmark_runs_on_cpu_at_tiny_sizes(synthetic_root, tmp_pat
 def test_the_accelerator_benchmark_needs_no_tensorflow(tmp_path):
     # Accelerator images often hold JAX without TensorFlow: on synthetic batches the benchmark
     # runs in a fresh interpreter where TensorFlow, Keras, pandas, scikit-learn and Pillow cannot
-    # be imported (a ResNet at a tiny size, float32 only: one compile).
+    # be imported (a ResNet at a tiny size, float32 only: one compile). Not through run_command:
+    # its command server has TensorFlow imported already.
     blocked = ("tensorflow", "keras", "tf_keras", "pandas", "sklearn", "PIL")
     code = (
         "import importlib.abc, runpy, sys\n"

@@ -1,6 +1,8 @@
 """Preprocessing: small pure functions on feature dicts, composed from a Python list.
 
 Each `make_*` returns `fn(features) -> features`, usable eagerly and inside `tf.data.Dataset.map`.
+Ops branch only on Python values (dtypes, static shapes, settings), never on a tensor's value:
+`compose` traces them without AutoGraph.
 Images are float32 in [0, 255] from `resize` until `normalize`. Augmentation is
 `artjax.data.augment`.
 """
