@@ -56,10 +56,11 @@ def test_the_features_are_each_backbones_side_by_side(tmp_path):
     config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
     model, plan = train_state.build_model(config, 4)
     assert plan.trainable == ("head",)  # both backbones frozen
-    # What create_train_state loads the ports into, without compiling an init: the fresh
-    # variables' shapes, zero-filled (the head stays as it was, every backbone weight is a port's).
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+    # What create_train_state loads the ports into, without compiling an init: its state's
+    # structure, zero-filled (the head stays as it was, every backbone weight is a port's).
+    like = train_state.abstract_train_state(config, model, plan=plan)
+    structure = {"params": like.params, "batch_stats": like.batch_stats}
+    fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), structure)
     load = lambda: transfer.load_initial_variables(
         config.init, fresh, config.model, config.data, tuple("abcd")
     )

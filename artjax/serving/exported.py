@@ -25,6 +25,7 @@ Signatures (the whole list, with shapes, is in export.json's `signatures`):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -319,7 +320,10 @@ def _each(batch, preprocess, shape):
 
 
 # Every signature below is plain TensorFlow around the jax2tf functions (no Python control flow on
-# tensors), so each tf.function is traced without AutoGraph, whose source conversion costs seconds.
+# tensors), so each is traced without AutoGraph, whose source conversion costs seconds.
+_signature = functools.partial(tf.function, autograph=False)
+
+
 def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
     data = fns.info["data"]
     size = int(data.image_size)
@@ -338,22 +342,19 @@ def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
         maps = tf.image.resize(tf.transpose(found["maps"], [0, 2, 3, 1]), tf.shape(images)[1:3])
         return {**found, "maps": tf.clip_by_value(tf.transpose(maps, [0, 3, 1, 2]), 0.0, 1.0)}
 
-    module.serving_default = tf.function(
+    module.serving_default = _signature(
         lambda images: module.predicted(_each(images, views_of_images, shape)),
         input_signature=[images],
-        autograph=False,
     )
-    module.serve_encoded = tf.function(
+    module.serve_encoded = _signature(
         lambda encoded: module.predicted(_each(encoded, views_of_encoded, shape)),
         input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
-        autograph=False,
     )
-    module.embed_images = tf.function(
+    module.embed_images = _signature(
         lambda images: {"embedding": module.embed(_each(images, views_of_images, shape))},
         input_signature=[images],
-        autograph=False,
     )
-    module.explain_images = tf.function(explain, input_signature=[images], autograph=False)
+    module.explain_images = _signature(explain, input_signature=[images])
     signatures = {
         "serving_default": module.serving_default,
         "serve_encoded": module.serve_encoded,
@@ -382,10 +383,7 @@ def _tflite_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
             if k != "classes"  # TFLite has no string outputs here; names are in export.json
         },
     }
-    functions = {
-        name: tf.function(fn, input_signature=[images], autograph=False)
-        for name, fn in signatures.items()
-    }
+    functions = {name: _signature(fn, input_signature=[images]) for name, fn in signatures.items()}
     return module, {name: f.get_concrete_function() for name, f in functions.items()}
 
 
