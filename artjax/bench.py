@@ -30,6 +30,27 @@ TensorFlow, so it runs on a JAX-only accelerator image.
       --config.data.root=../shared/data/best_artworks [--backbones 0,1,2] \
       [--crop_sets whole,crops50,crops25] [--images 256]
 
+  python -m artjax.bench finetune --config experiments/style.py:six [--depths head,...,whole]
+
+finetune: train-step images/s of each trainable share (transfer.DEPTHS) of the config's model,
+with its era head and frozen layers as `artjax.train` runs them, on synthetic batches of its
+batch size and image size (random weights), one after another in one process.
+
+  python -m artjax.bench wikiart_prepare [--images 2000] [--pixels 3000000] [--workers 0] \
+      [--group_sizes 100000] [--output DIR]
+
+wikiart_prepare: a generated Painter by Numbers download (painting-like JPEGs at --pixels) prepared
+by the WikiArt builder from scratch: images/s, cores busy and the peak RSS of the whole process
+tree; the decoding pass alone; then the near-duplicate grouping (all pairs) alone on random
+signatures at --group_sizes. --output DIR keeps (and reuses) the generated download.
+
+  python -m artjax.bench photos --workdir checkpoints/<cv or run> [--scenes wall,close] \
+      [--per_artist 12] [--config experiments/lite0_style.py]
+
+photos: held-out paintings clean, photographed by the simulator and photographed then straightened,
+side by side (listed share, top-3, the finder's IoU and corner error, the gate's flags, images
+that are not paintings, and the time the finder adds): artjax.photo_benchmark.
+
 backbone: the frozen backbone's pass per painting, as a feature cache computes it (decode and resize
 of every view, the forward pass), for each EfficientNet-Lite version (at its own resolution, its
 ported weights in checkpoints/imagenet/) and crop set, side by side in one process on the same
@@ -44,6 +65,8 @@ if __name__ == "__main__":  # before TensorFlow and JAX are imported (see artjax
     startup.before_imports()
 
 import os
+import pathlib
+import shutil
 import tempfile
 
 import jax
@@ -52,7 +75,17 @@ from ml_collections import config_flags
 
 from artjax import benchmarks, cli, configs, host_memory
 
-SUBCOMMANDS = ("pipeline", "train", "accelerator", "export", "serve", "backbone")
+SUBCOMMANDS = (
+    "pipeline",
+    "train",
+    "accelerator",
+    "export",
+    "serve",
+    "backbone",
+    "finetune",
+    "wikiart_prepare",
+    "photos",
+)
 
 
 def main(argv):
@@ -96,6 +129,12 @@ def main(argv):
         return _bench_serve(F)
     if argv[1] == "backbone":
         return _bench_backbone(F)
+    if argv[1] == "finetune":
+        return _bench_finetune(F)
+    if argv[1] == "wikiart_prepare":
+        return _bench_wikiart_prepare(F)
+    if argv[1] == "photos":
+        return _bench_photos(F)
     if argv[1] == "train":
         print(
             f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, "
@@ -126,6 +165,22 @@ def main(argv):
         )
 
 
+def _bench_photos(F):
+    if not F.workdir:
+        raise app.UsageError("photos needs --workdir (a leave-artists-out CV, or a trained run)")
+    import json
+
+    from artjax import photo_benchmark
+
+    config = F.config or configs.base_config()  # the simulator's and the finder's settings
+    report = photo_benchmark.run(F.workdir, config, F.scenes, F.per_artist, F.seed)
+    print(f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores")
+    print(photo_benchmark.markdown(report))
+    out = pathlib.Path(F.workdir) / "bench_photos.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"report in {out}")
+
+
 def _bench_backbone(F):
     if F.config is None:
         raise app.UsageError("backbone needs --config (a frozen EfficientNet-Lite config)")
@@ -144,6 +199,59 @@ def _bench_backbone(F):
                 f"({found['paintings']} paintings)",
                 flush=True,
             )
+
+
+def _bench_finetune(F):
+    if F.config is None:
+        raise app.UsageError("finetune needs --config (e.g. experiments/style.py:six)")
+    c = F.config
+    print(
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, JAX backend "
+        f"{jax.default_backend()} x{jax.local_device_count()}; {c.model.name} "
+        f"{c.data.image_size}px, batch {c.batch_size}, era head {bool(c.model.era_head)}, "
+        f"BatchNorm {c.freeze.batch_norm}; median of {F.steps} timed steps",
+        flush=True,
+    )
+    for r in benchmarks.bench_finetune(c, F.depths, F.steps):
+        print(
+            f"{r['depth']:<9} {r['trainable_layers']:>4} trainable layers "
+            f"{r['images_per_second']:8.1f} img/s  {r['step_s']:7.2f} s/step  "
+            f"(compile and all: {r['total_s']:.0f} s)",
+            flush=True,
+        )
+
+
+def _bench_wikiart_prepare(F):
+    from artjax.data.wikiart import scale
+
+    workdir = pathlib.Path(F.output or tempfile.mkdtemp(prefix="wikiart_bench_"))
+    root, prepared = workdir / "painter_by_numbers", workdir / "prepared"
+    print(
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores; "
+        f"{F.images} generated paintings of {F.pixels / 1e6:.1f} MP under {workdir}",
+        flush=True,
+    )
+    written = scale.generate(root, F.images, F.pixels, F.workers)
+    shutil.rmtree(prepared, ignore_errors=True)  # prepared from scratch every time
+    found = scale.measure_prepare(root, prepared, F.workers)
+    print(
+        f"prepare: {found['images']} images ({written / 1e9:.2f} GB of JPEG) in "
+        f"{found['seconds']:.0f} s: {found['images_per_second']:.1f} images/s, "
+        f"{found['cores_busy']:.2f} cores busy on average; peak RSS of the process tree "
+        f"{found['peak_tree_rss_gib']:.2f} GiB",
+        flush=True,
+    )
+    found = scale.measure_decode(root, F.workers)
+    print(
+        f"the decoding pass alone: {found['images_per_second']:.1f} images/s, "
+        f"{found['cores_busy']:.2f} cores busy on average",
+        flush=True,
+    )
+    if not F.output:
+        shutil.rmtree(workdir)  # gigabytes of generated paintings
+    for n in F.group_sizes:
+        seconds = scale.time_duplicate_groups(int(n))
+        print(f"near-duplicate grouping of {int(n)} random signatures: {seconds:.1f} s", flush=True)
 
 
 def _bench_export(F):
@@ -213,7 +321,15 @@ if __name__ == "__main__":
     flags.DEFINE_integer("images", 1600, "Images per measurement (pipeline, backbone).")
     flags.DEFINE_list("backbones", ["0", "1", "2"], "EfficientNet-Lite versions (backbone).")
     flags.DEFINE_list("crop_sets", ["whole", "crops50", "crops25"], "Crop sets (backbone).")
+    flags.DEFINE_list(
+        "depths", ["head", "top_conv", "last20", "last50", "whole"], "Trainable shares (finetune)."
+    )
     flags.DEFINE_integer("image_size", 200, "Image size (train).")
+    flags.DEFINE_integer("pixels", 3_000_000, "Pixels per generated painting (wikiart_prepare).")
+    flags.DEFINE_integer("workers", 0, "Decoding processes; 0: every core (wikiart_prepare).")
+    flags.DEFINE_list(
+        "group_sizes", ["100000"], "Paintings to time near-duplicate grouping at (wikiart_prepare)."
+    )
     flags.DEFINE_integer(
         "steps",
         10,
@@ -240,6 +356,9 @@ if __name__ == "__main__":
         "index_sizes", ["10000", "100000", "500000"], "Index sizes for nearest neighbours (export)."
     )
     flags.DEFINE_integer("batch_per_device", 256, "Per-device batch (accelerator).")
+    flags.DEFINE_list("scenes", ["wall", "close"], "Simulator scenes, photos.scenes (photos).")
+    flags.DEFINE_integer("per_artist", 12, "Held-out paintings per artist; 0: all (photos).")
+    flags.DEFINE_integer("seed", 0, "Seed of the paintings drawn and their photos (photos).")
     flags.DEFINE_bool(
         "pipeline",
         None,

@@ -618,3 +618,59 @@ def bench_backbone(config, images: int) -> dict:
         ms_per_painting=1000 * seconds / len(found["filename"]),
         features=int(found["features"].shape[-1]),
     )
+
+
+def finetune_train_step(config, depth: str, num_classes: int = 6):
+    """A blocking call of the pmap'd train step that `artjax.train` runs for `config` with the
+    trainable share `depth` (transfer.DEPTHS), era head and frozen layers included, on one fixed
+    synthetic batch of `config.batch_size` images."""
+    from artjax import trainer, transfer
+
+    config = config.copy_and_resolve_references()
+    config.init.checkpoint = ""  # random weights: the same step time
+    transfer.apply_depth(config, depth)
+    model, the_plan = train_state.build_model(config, num_classes)
+    state = train_state.create_train_state(config, model, steps_per_epoch=100, plan=the_plan)
+    trainable = transfer.trainable_keys(state.params, the_plan)
+    era_weight = config.era.loss_weight if config.model.era_head else 0.0
+    step = functools.partial(
+        steps.train_step,
+        class_weights=jnp.ones(num_classes),
+        label_smoothing=config.label_smoothing,
+        trainable=None if len(trainable) == len(jax.tree.leaves(state.params)) else trainable,
+        apply_fn=functools.partial(model.apply, method=trainer.image_heads) if era_weight else None,
+        era_weight=era_weight,
+        era_loss=config.era.loss,
+        era_edges=trainer.era_bin_edges(config),
+    )
+    p_step = jax.pmap(step, axis_name=steps.AXIS, donate_argnums=(0,))
+    devices, size = jax.local_device_count(), config.data.image_size
+    per_device = config.batch_size // devices
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.normal(size=(devices, per_device, size, size, 3)).astype(np.float32),
+        "label": rng.integers(0, num_classes, (devices, per_device)).astype(np.int32),
+        "era": np.tile(np.array([1.5, 1.9], np.float32), (devices, per_device, 1)),
+    }
+    share = len(the_plan.trainable)
+    return _blocking_step(p_step, steps.replicate(state), lambda: batch)[0], share
+
+
+def bench_finetune(config, depths, n: int) -> list[dict]:
+    """Train-step images/s (median of `n` steps after two warm-up ones) of each trainable share,
+    in this process, one after another."""
+    rows = []
+    for depth in depths:
+        start = time.perf_counter()
+        step, layers = finetune_train_step(config, depth)
+        seconds = _time_steps(step, n)
+        rows.append(
+            dict(
+                depth=depth,
+                trainable_layers=layers,
+                images_per_second=config.batch_size / seconds,
+                step_s=seconds,
+                total_s=time.perf_counter() - start,
+            )
+        )
+    return rows

@@ -15,6 +15,14 @@ def data_config() -> ml_collections.ConfigDict:
     d.root = ""
     d.synthetic_dir = "data/synthetic"
     d.prepared_dir = "data/prepared"  # TFDS records, one copy per download and split setting
+    # The download's layout (artjax.data.wikiart.layouts.LAYOUTS: best_artworks, artgan,
+    # painter_by_numbers, huggingface); "": recognised from its files.
+    d.source = ""
+    # The test split (input_pipeline.TEST_SPLITS): "fixed" (stratified by style, prepared once),
+    # "release" (the download's own: WikiArt's ArtGAN and Painter by Numbers) or "artist" (whole
+    # artists, fixed: no test artist trains).
+    d.test_split = "fixed"
+    d.prepare_workers = 0  # processes decoding a WikiArt download once, at preparation; 0: all
     # "study" (the six), "all" (every single-genre style), "genres" (multi-label: every genre an
     # artist with images lists, multi-genre artists included) or "A,B,C"
     d.classes = "study"
@@ -46,10 +54,26 @@ def data_config() -> ml_collections.ConfigDict:
     # count), so one prolific painter does not define a style. Class shares stay as above.
     d.artist_balanced = False
     d.augment_enabled = True
+    # Frozen backbones: each training painting also trains the head as this many straightened
+    # phone photos of it would show it (artjax.data.photos.photo_view: corners a little off,
+    # the `photos` section's light and sensor effects), cached in freeze.feature_cache. 0: off.
+    d.photo_views = 0
     # Views of a painting for evaluation (logits averaged) and for a frozen backbone's cached
     # features (the head trains on every view): data.preprocess.VIEWS.
     d.views = "whole"
     d.crop_fraction = 0.875  # crops: 224 px of a 256 px painting, at about its full scale
+    # Training views when data.augment_enabled (augment.TRAIN_VIEWS): "keras" (the study's
+    # ImageDataGenerator augmentation of the whole painting, `augment`) or "random_crops" (a
+    # square-ish crop at `random_crop.scale` of the painting's sides, anywhere inside it, cut from
+    # the painting cached at `random_crop.source_size` px, resized to image_size, maybe mirrored).
+    d.train_views = "keras"
+    d.random_crop = ml_collections.ConfigDict(
+        dict(scale=(0.4, 0.6), source_size=256, horizontal_flip=True)
+    )
+    # Training images also pass through the gallery-photo simulator (data.photos.photometric:
+    # light gradient, colour cast, glare, blur, noise, JPEG; the `photos` section), seeded per
+    # example. Training only: evaluation sees the images as they are.
+    d.photometric_augment = False
     # The study's ImageDataGenerator settings (shear in degrees, as Keras takes it).
     d.augment = ml_collections.ConfigDict(
         dict(
@@ -88,7 +112,8 @@ def model_config() -> ml_collections.ConfigDict:
     # them: style statistics (Gatys et al.). C channels give C(C+1)/2 features.
     m.gram_stages = ()
     # resnet, efficientnet_lite: an era head beside the classifier, trained on each painting's
-    # artist's active period (artjax.era; the `era` section). Frozen backbones (cached features).
+    # artist's active period (artjax.era; the `era` section). On cached features or on images
+    # (a trainable backbone: the era loss then reaches the backbone's features).
     m.era_head = False
     # The era head as a regression (0) or over this many bins of era_bin_years from
     # era_bin_start (its estimate: the bins' expected centre; era.loss "bins").
@@ -179,6 +204,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.calibration = ml_collections.ConfigDict(
         dict(enabled=True, confident_accuracy=0.8, from_cv="")
     )
+    config.photos = photos_config()
+    config.finder = finder_config()
+    config.gate = gate_config()
     return config
 
 
@@ -203,6 +231,86 @@ def freeze_config() -> ml_collections.ConfigDict:
     # (artjax.cv sets it for its folds); "": each run computes its own.
     f.feature_cache = ""
     return f
+
+
+def _range(low: float, high: float) -> tuple[float, float]:
+    return (float(low), float(high))
+
+
+def photos_config() -> ml_collections.ConfigDict:
+    """The gallery-photo simulator (artjax.data.photos): a painting in its frame on a wall,
+    photographed. Ranges are (low, high), drawn uniformly; `scenes` are named overrides that the
+    benchmarks use (`bench photos`). The top level is the training distribution."""
+    p = ml_collections.ConfigDict()
+    p.width, p.height = 1600, 1200  # the photo, in pixels
+    p.scale = _range(0.2, 0.95)  # the painting's height as a share of the photo's
+    p.yaw_degrees = 30.0  # turn of the wall about the vertical axis, at most (either way)
+    p.pitch_degrees = 12.0  # ... about the horizontal axis
+    p.roll_degrees = 4.0  # in-plane tilt of the camera
+    p.focal = 1.2  # the camera's focal length, in photo widths
+    p.frame_width = _range(0.03, 0.1)  # the frame's width, as a share of the painting's longer side
+    p.light_gradient = 0.35  # uneven light: gain from 1 - g to 1 + g across the photo, at most
+    p.colour_cast = 0.08  # per-channel gain from 1 - c to 1 + c
+    p.glare_probability = 0.5
+    p.glare_strength = _range(0.15, 0.5)  # added white, at the spot's centre
+    p.glare_radius = _range(0.03, 0.15)  # of the photo's diagonal
+    p.blur_sigma = _range(0.0, 1.5)  # Gaussian blur of the photo, pixels at 1600 px width
+    p.noise_sigma = _range(0.0, 6.0)  # sensor noise, of 255
+    p.jpeg_quality = (60, 95)
+    p.neighbours_probability = 0.5  # parts of neighbouring frames beside the painting
+    p.label_probability = 0.5  # a wall label beside it
+    p.max_output_side = 0  # >0: photos (and corners) resized so the longer side is at most this
+    # Training views of robust heads (augmentation of the painting itself, no wall): the
+    # photometric effects above, and each corner moved by up to this share of the sides (what a
+    # found outline leaves: a small perspective change).
+    p.jitter = 0.03
+    p.scenes = ml_collections.ConfigDict(
+        dict(
+            # the issue's "wall": the painting a third to a half of the photo's height
+            wall=dict(scale=_range(0.33, 0.5), yaw_degrees=25.0, roll_degrees=2.0),
+            # "close": 65-95% of the height, a steeper angle, a small tilt and always a glare spot
+            close=dict(
+                scale=_range(0.65, 0.95),
+                yaw_degrees=35.0,
+                roll_degrees=4.0,
+                glare_probability=1.0,
+            ),
+        )
+    )
+    return p
+
+
+def finder_config() -> ml_collections.ConfigDict:
+    """Finding the painting in a photo and straightening it (artjax.finder)."""
+    f = ml_collections.ConfigDict()
+    f.enabled = True  # predict, evaluate --images, the service; --find_painting=false turns it off
+    f.work_side = 900  # the photo is searched at this longer side
+    f.min_area = 0.04  # a painting covers at least this share of the photo ...
+    f.max_area = 0.92  # ... and at most this (beyond: the image is the painting)
+    f.approx_epsilon = 0.02  # polygon approximation, share of the contour's perimeter
+    # the painting's outline: paint inside, a calm frame or wall outside. Edge densities in a band
+    # of this share of the outline's size on each side; outside at most `max_outside_edges` of
+    # inside's.
+    f.band = 0.04
+    f.max_outside_edges = 0.5
+    # a lone outline may be a frame's outer edge: its inner edge is looked for within this share
+    # of the sides, where the band along each side is even (its spread along the side at most
+    # `frame_evenness` of the inside's)
+    f.frame_depth = 0.2
+    f.frame_evenness = 0.35
+    f.output_side = 512  # the straightened painting's longer side, in pixels
+    return f
+
+
+def gate_config() -> ml_collections.ConfigDict:
+    """ "Not a painting" (artjax.gate): the cosine distance of an image's embedding to its nearest
+    training paintings', against a threshold fitted on paintings only."""
+    g = ml_collections.ConfigDict()
+    g.k = 5  # the mean cosine distance to the k nearest training paintings
+    # The threshold: this percentile of the distances of held-out artists' paintings in the
+    # leave-artists-out CV (so that share of unseen painters' paintings pass).
+    g.percentile = 95.0
+    return g
 
 
 # --- building blocks of the ImageNet experiments

@@ -53,9 +53,11 @@ def errors(estimated_years, periods_of_paintings) -> dict:
 
 def report(estimated_years, artists, periods: dict) -> dict:
     """`errors` over every painting, their macro mean over artists, and per artist: the active
-    period, the median estimate and the artist's errors."""
-    artists = np.asarray(artists)
-    years = np.asarray(estimated_years, np.float64)
+    period, the median estimate and the artist's errors. Paintings whose artist has no period (a
+    WikiArt painter without one dated painting) are left out and counted."""
+    placed = np.array([a in periods for a in artists], bool)
+    artists = np.asarray(artists)[placed]
+    years = np.asarray(estimated_years, np.float64)[placed]
     per_artist = {}
     for artist in sorted(set(artists.tolist())):
         mine = artists == artist
@@ -68,7 +70,12 @@ def report(estimated_years, artists, periods: dict) -> dict:
         k: float(np.mean([v[k] for v in per_artist.values()]))
         for k in ("mae_to_period", "mae_to_middle", "share_within_25")
     }
-    return dict(overall=overall, macro_over_artists=macro, per_artist=per_artist)
+    return dict(
+        overall=overall,
+        macro_over_artists=macro,
+        per_artist=per_artist,
+        paintings_without_period=int((~placed).sum()),
+    )
 
 
 def period_text(year: float, span_years: int) -> str:

@@ -110,13 +110,23 @@ def main(argv):
         raise app.UsageError("--workdir is required (or --table)")
     if args.images:
         with cli.reported_errors():
-            report = evaluation.evaluate_images(args.workdir, args.images, args.checkpoint)
+            report = evaluation.evaluate_images(
+                args.workdir, args.images, args.checkpoint, args.find_painting
+            )
         if report["synthetic"]:
             print(synthetic.BANNER)
         print(f"{report['images']} images of {args.images}, {report['models']} model(s)")
         for name in ("unreadable_files", "files_without_artist_row"):
             if report[name]:
                 print(f"  {name.replace('_', ' ')}: {report[name]}")
+        if "paintings_found" in report:
+            print(f"  a painting found and straightened in {report['paintings_found']} images")
+        if "gate" in report:
+            g = report["gate"]
+            print(
+                f"  not a painting: {g['not_a_painting']} of {report['images']} images "
+                f"(distance over {g['threshold']:.3f})"
+            )
         print_artists(report)
         out = pathlib.Path(args.workdir) / f"eval_images_{pathlib.Path(args.images).name}"
     else:
@@ -141,6 +151,11 @@ if __name__ == "__main__":
     flags.DEFINE_enum("split", "test", list(ip.SPLITS), "Split to evaluate.")
     flags.DEFINE_string(
         "images", None, "A Kaggle-layout folder (artists.csv + images/) to report on."
+    )
+    flags.DEFINE_bool(
+        "find_painting",
+        None,
+        "--images: find and straighten the painting in each image first (default: the run's).",
     )
     flags.DEFINE_list(
         "table", None, "Workdirs, evaluated on --split, to print as one markdown table."

@@ -524,20 +524,25 @@ def shortcuts(workdir, split: str = "test", checkpoint: str = "best") -> dict:
     return report
 
 
-def evaluate_images(workdir, images_dir, checkpoint: str = "best") -> dict:
+def evaluate_images(
+    workdir, images_dir, checkpoint: str = "best", find_painting: bool | None = None
+) -> dict:
     """Paintings of (unseen) artists in any Kaggle-layout folder (its own artists.csv + images/):
     for each artist, the share whose top-1 class is one of the genres its row lists, with the
-    histogram of the predictions; overall and the macro mean over artists. Writes report.json,
-    predictions.csv and a stacked-bar figure into workdir/eval_images_<folder name>/."""
+    histogram of the predictions; overall and the macro mean over artists. Each image is
+    straightened where the finder finds a painting in it (`find_painting`; default: the run's
+    `finder.enabled`), and where the run has a gate the report counts the images it says are not
+    paintings. Writes report.json, predictions.csv and a stacked-bar figure into
+    workdir/eval_images_<folder name>/."""
     workdir, images_dir = pathlib.Path(workdir), pathlib.Path(images_dir)
     if not (images_dir / "artists.csv").is_file():
         raise catalog.DataError(
             f"{images_dir}: no artists.csv (--images wants a Kaggle-layout folder)"
         )
     found = catalog.read_catalog(images_dir, include_multi_genre=True)
-    predictor = inference.Predictor(workdir, checkpoint)
-    outputs = predictor.files_outputs(list(found.images["path"]))
-    probabilities, estimates, readable, errors = outputs
+    predictor = inference.Predictor(workdir, checkpoint, find_painting=find_painting)
+    outputs = predictor.files_looked_at(list(found.images["path"]))
+    probabilities, estimates, readable, errors = outputs[:4]
     artist_of = dict(zip(found.images["path"], found.images["artist"]))
     classes = predictor.classes
     predicted = [classes[i] for i in probabilities.argmax(-1)]
@@ -551,7 +556,17 @@ def evaluate_images(workdir, images_dir, checkpoint: str = "best") -> dict:
             logging.warning("no era figures for %s: %s", images_dir, e)
         else:
             report["era"] = era.report(estimates, artists, periods) if artists else None
+    outlines, distances = outputs.outlines, outputs.distances
+    looks = {}
+    if predictor.find_painting:
+        looks["paintings_found"] = int(sum(o.found for o in outlines))
+    if distances is not None:
+        looks["gate"] = dict(
+            predictor.gate.summary(),
+            not_a_painting=int(np.sum(distances > predictor.gate.threshold)),
+        )
     report.update(
+        **looks,
         images_dir=str(images_dir.absolute()),
         images=len(readable),
         unreadable_files=errors,
@@ -572,6 +587,24 @@ def evaluate_images(workdir, images_dir, checkpoint: str = "best") -> dict:
             "predicted": predicted,
             **{f"p_{c}": probabilities[:, i] for i, c in enumerate(classes)},
             **({} if estimates is None else {"era_estimate": estimates}),
+            **(
+                {}
+                if not predictor.find_painting
+                else {
+                    "painting_found": [o.found for o in outlines],
+                    "corners": [
+                        " ".join(f"{x:.0f},{y:.0f}" for x, y in o.corners) for o in outlines
+                    ],
+                }
+            ),
+            **(
+                {}
+                if distances is None
+                else {
+                    "painting_distance": distances,
+                    "not_a_painting": distances > predictor.gate.threshold,
+                }
+            ),
         }
     ).to_csv(out / "predictions.csv", index=False)
     suffix = f" [{synthetic.BANNER}]" if predictor.synthetic else ""

@@ -86,7 +86,12 @@ def misclassified(
     wrong = np.nonzero(predictions != labels)[0][:limit]
     if not len(wrong):
         return False
-    image_dir, flat = catalog.find_image_dir(pathlib.Path(data_root))
+    try:
+        image_dir, flat = catalog.find_image_dir(pathlib.Path(data_root))
+    except catalog.DataError:  # WikiArt: paths under the root (parquet rows: no file, no image)
+        image_dir, flat = pathlib.Path(data_root), False
+        if (image_dir / "wikiart").is_dir():  # ArtGAN's zip: the style folders under wikiart/
+            image_dir = image_dir / "wikiart"
     cols = 6
     rows = -(-len(wrong) // cols)
     fig = new_figure(figsize=(2.2 * cols, 2.5 * rows))
@@ -193,3 +198,123 @@ def explanation(path, image, ranked, maps, method: str, name: str, title_suffix:
         ax.set_xticks([])
         ax.set_yticks([])
     _save(fig, path)
+
+
+# --- the unfreezing curve (issue 34): python -m artjax.figures depth --runs ... --cvs ...
+
+
+def trainable_share(workdir) -> tuple[str, float]:
+    """(depth label, share of the backbone's layers with parameters that train) of a training or
+    CV workdir, from its recorded config (transfer.plan)."""
+    import json
+
+    from artjax import configs, train_state, transfer
+
+    workdir = pathlib.Path(workdir)
+    record = workdir / checkpointing.RUN_FILE
+    if record.is_file():
+        run = checkpointing.read_run(workdir)
+        config, classes = configs.from_record(run["config"]), len(run["classes"])
+    else:  # a CV workdir: its base config (artjax.crossval)
+        stored = json.loads((workdir / "cv.json").read_text())
+        config = configs.from_record(stored["config"])
+        classes = 6  # the share does not depend on the head
+    model, the_plan = train_state.build_model(config, classes)
+    paths, _ = transfer.layer_paths(model, config.data.image_size)
+    backbone = [p for p in paths if p.split("/")[0] not in transfer.HEADS]
+    trained = [p for p in the_plan.trainable if p.split("/")[0] not in transfer.HEADS]
+    f = config.freeze
+    label = {"last_fraction": f"last {f.fraction:.0%}", "all": "whole"}.get(
+        f.trainable, f.trainable
+    )
+    return label, len(trained) / len(backbone)
+
+
+def depth_rows(runs, cvs) -> list[dict]:
+    """The points of the curve: each run's accuracy on its evaluated test split (`artjax.evaluate
+    --split test`) and each CV's macro listed share of held-out artists, at their trainable
+    shares."""
+    import json
+
+    rows = []
+    for kind, workdirs in (("seen", runs), ("unseen", cvs)):
+        for w in workdirs:
+            w = pathlib.Path(w)
+            path = w / ("eval_test/report.json" if kind == "seen" else "cv_report.json")
+            report = json.loads(path.read_text())
+            if kind == "seen":
+                value, count = report["accuracy"], report["images"]
+            else:
+                value, count = report["artists"]["macro_share_listed"], None
+            label, share = trainable_share(w)
+            rows.append(
+                dict(kind=kind, workdir=str(w), label=label, share=share, value=value, count=count)
+            )
+    return rows
+
+
+def depth_curve(path, rows, title_suffix: str = "") -> None:
+    """Accuracy on seen painters (a fixed test split, with its binomial standard error) and the
+    listed share on unseen ones (a leave-artists-out CV) against the share of the backbone that
+    trains."""
+    fig = new_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    styles = {
+        "seen": ("o-", "seen painters: accuracy, fixed test split"),
+        "unseen": ("s--", "unseen painters: listed share, leave-artists-out CV"),
+    }
+    for kind, (marker, name) in styles.items():
+        mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["share"])
+        if not mine:
+            continue
+        xs, ys = [100 * r["share"] for r in mine], [r["value"] for r in mine]
+        # a binomial standard error where the points are paintings (a test split)
+        errors = [
+            np.sqrt(y * (1 - y) / r["count"]) if r["count"] else 0.0 for r, y in zip(mine, ys)
+        ]
+        ax.errorbar(xs, ys, yerr=errors, fmt=marker, capsize=3, label=name)
+        for r, x, y in zip(mine, xs, ys):
+            ax.annotate(
+                f"{r['label']}\n{y:.3f}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+            )
+    ax.set_xlabel("share of the backbone's layers that train (%)")
+    ax.set_ylabel("share of paintings given their style")
+    ax.set_xlim(-5, 105)
+    values = [r["value"] for r in rows] or [0.5]
+    ax.set_ylim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.05))
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(f"EfficientNet-Lite0: how much of the backbone learns{title_suffix}", fontsize=9)
+    _save(fig, path)
+
+
+def main(argv) -> None:
+    from absl import flags
+
+    if len(argv) != 2 or argv[1] != "depth":
+        raise SystemExit(
+            "usage: python -m artjax.figures depth --runs W,... [--cvs CV,...] --output PATH"
+        )
+    F = flags.FLAGS
+    rows = depth_rows(F.runs, F.cvs)
+    for r in rows:
+        print(
+            f"{r['kind']:<7} {r['label']:<18} {100 * r['share']:5.1f}% {r['value']:.4f}  "
+            f"{r['workdir']}"
+        )
+    depth_curve(pathlib.Path(F.output), rows, F.title_suffix)
+    print(f"wrote {F.output}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_list("runs", [], "Training workdirs evaluated on the test split (seen painters).")
+    flags.DEFINE_list("cvs", [], "Leave-artists-out CV workdirs (unseen painters).")
+    flags.DEFINE_string("output", "depth_curve.png", "The PNG to write.")
+    flags.DEFINE_string("title_suffix", "", "Appended to the title (e.g. the CPU and date).")
+    app.run(main)

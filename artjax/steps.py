@@ -107,6 +107,14 @@ ERA_LOSSES = Registry(
 )
 
 
+def era_losses(name: str, outputs, target, edges):
+    """ERA_LOSSES[name] per example, 0 for an undated painting (a NaN target:
+    input_pipeline.era_targets), whose date is never guessed."""
+    known = jnp.all(jnp.isfinite(target), -1)
+    losses = ERA_LOSSES[name](outputs, jnp.where(known[:, None], target, 0.0), edges)
+    return jnp.where(known, losses, 0.0)
+
+
 def is_multi_label(labels) -> bool:
     """Single-label batches carry class indices [B]; multi-label ones multi-hot targets [B, C]."""
     return labels.ndim == 2
@@ -302,8 +310,7 @@ def train_step(
         logits = outputs[0] if era_weight else outputs
         losses = example_losses(logits, labels, label_smoothing, multi_label_loss, target_matrix)
         if era_weight:
-            era_losses = ERA_LOSSES[era_loss](outputs[1], batch["era"], era_edges)
-            losses = losses + era_weight * era_losses
+            losses = losses + era_weight * era_losses(era_loss, outputs[1], batch["era"], era_edges)
         if not mixup_alpha:
             loss = jnp.sum(losses * weights) / denominator
             if coral_weight:

@@ -81,24 +81,35 @@ def run_record(config, data: ip.PreparedData) -> dict:
     )
 
 
-def image_batches(data, config, num_devices: int, start_step: int) -> BatchSource:
+def image_heads(module, images, train: bool = False):
+    """(style logits, the era head's outputs) of images: the backbone once, both heads."""
+    return module.heads(module.features(images, train), train)
+
+
+def image_batches(data, config, num_devices: int, start_step: int, model=None) -> BatchSource:
+    """Training images through tf.data. With an era head (`model` given), the train step sees
+    both heads' outputs of the images, so the era loss reaches the trainable backbone layers."""
+    with_era = model is not None and config.model.era_head
     return BatchSource(
         train=ip.train_dataset(
             data, config, num_devices, start_step=start_step
         ).as_numpy_iterator(),
         val=lambda: ip.eval_dataset(data, "val", config, num_devices).as_numpy_iterator(),
+        train_apply_fn=functools.partial(model.apply, method=image_heads) if with_era else None,
     )
 
 
-def feature_pass(config, model, state, num_devices: int) -> Callable:
+def feature_pass(config, model, state, num_devices: int, photo=None) -> Callable:
     """compute(data, split) -> the frozen backbone's pooled features of every image of the split
     (`feature_batches.compute_features`): what a feature cache holds, and what `artjax.bench
-    backbone` times."""
+    backbone` times. `photo`: (photos config, seed) for photo views (input_pipeline.eval_ops)."""
     p_features = jax.pmap(functools.partial(models.features_fn(model), train=False))
     variables = steps.replicate({"params": state.params, "batch_stats": state.batch_stats})
 
     def compute(split_data, split):
-        batches = ip.eval_dataset(split_data, split, config, num_devices).as_numpy_iterator()
+        batches = ip.eval_dataset(
+            split_data, split, config, num_devices, photo=photo
+        ).as_numpy_iterator()
         return feature_batches.compute_features(p_features, variables, batches)
 
     return compute
@@ -110,11 +121,12 @@ def backbone_features(data, config, model, state, num_devices: int) -> dict:
     compute = feature_pass(config, model, state, num_devices)
     periods = ip.artist_periods(data) if config.model.era_head else None
     if not config.freeze.feature_cache:
+        if config.data.photo_views:
+            raise ValueError("data.photo_views are cached: set freeze.feature_cache")
         found = {split: compute(data, split) for split in ("train", "val")}
         if periods is not None:
             for features in found.values():
-                artists = ip.artists_of(data, [f.decode() for f in features["filename"]])
-                features["era"] = era.targets(artists, periods)
+                features["era"] = ip.era_targets(data, features["filename"], periods)
         return found
     if jax.process_count() > 1:
         raise ValueError("freeze.feature_cache holds every image: it is for single-process runs")
@@ -130,10 +142,28 @@ def backbone_features(data, config, model, state, num_devices: int) -> dict:
         hooks.report(f"backbone features of {len(missing)} images computed into {cache_dir}")
     else:
         hooks.report(f"backbone features read from {cache_dir}")
-    return {
-        split: feature_batches.split_features(data, split, found, periods)
-        for split in ("train", "val")
-    }
+    # robust heads: each training painting's photo views (data.photo_views), cached beside them
+    for view in range(config.data.photo_views):
+        keys = {f: feature_batches.photo_key(config, f, view) for f in data.members["train"]}
+        lacking = sorted(f for f, key in keys.items() if key not in found)
+        if not lacking:
+            continue
+        started = time.perf_counter()
+        photographed = feature_pass(
+            config, model, state, num_devices, photo=(config.photos, 1000 * config.seed + view)
+        )
+        computed = photographed(ip.with_images(data, "photo", lacking), "photo")
+        found.update(
+            (keys[f.decode()], v) for f, v in zip(computed["filename"], computed["features"])
+        )
+        feature_batches.save_cache(cache_dir, identity, found)
+        hooks.report(
+            f"photo view {view} of {len(lacking)} training paintings computed into {cache_dir} "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
+    split = {s: feature_batches.split_features(data, s, found, periods) for s in ("train", "val")}
+    split["train"] = feature_batches.with_photo_views(split["train"], config, found)
+    return split
 
 
 def cached_feature_batches(
@@ -306,14 +336,13 @@ def set_up(config, workdir) -> Setup:
     start_step = int(state.step)
     if transfer.uses_cached_features(config, plan):
         batches = cached_feature_batches(data, config, model, state, num_devices, start_step)
-    elif config.model.era_head or data.partial_labels or config.coral_weight:
+    elif data.partial_labels or config.coral_weight:
         raise ValueError(
-            "model.era_head, data.partial_labels and coral_weight train on a frozen backbone's "
-            "cached features "
+            "data.partial_labels and coral_weight train on a frozen backbone's cached features "
             "(freeze.trainable=head, freeze.cache_features=True, data.augment_enabled=False)"
         )
     else:
-        batches = image_batches(data, config, num_devices, start_step)
+        batches = image_batches(data, config, num_devices, start_step, model)
     if config.prefetch_to_device:
         prefetched = jax_utils.prefetch_to_device(batches.train, config.prefetch_to_device)
         batches = dataclasses.replace(batches, train=prefetched)

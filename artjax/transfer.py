@@ -3,7 +3,8 @@
 - `config.init.checkpoint`: a ported ImageNet checkpoint (`python -m artjax.port`), whose classifier
   `head` is replaced for the configured classes, or a training workdir (its best checkpoint, head
   included, same classes). Merging is strict: missing, unexpected and mis-shaped keys are listed.
-- `config.freeze.trainable`: "all"; "head" (frozen backbone); "last_fraction" (the last
+- `config.freeze.trainable`: "all"; "head" (frozen backbone); "top_conv" (EfficientNet-Lite's
+  last 1x1 convolution and its BatchNorm, and the heads); "last_fraction" (the last
   `freeze.fraction` of the layers that own parameters, in forward order, as the study unfroze the
   last 20% of ResNet50's layers); or "modules" (`freeze.modules`, e.g. "stage4,head" or
   "block16,top_conv"). Frozen parameters get no gradient (it is not even computed) and no update
@@ -110,16 +111,52 @@ def _named_modules(freeze_config, paths: tuple[str, ...]) -> list[str]:
     return [p for p in paths if any(matches(p, n) for n in names)] + _heads(paths)
 
 
+TOP = "top_"  # EfficientNet-Lite's last 1x1 convolution and its BatchNorm: top_conv, top_bn
+
+
+def _top_conv(freeze_config, paths: tuple[str, ...]) -> list[str]:
+    top = [p for p in paths if p.split("/")[0].startswith(TOP)]
+    if not top:
+        raise ValueError(
+            "freeze.trainable='top_conv': this model has no top convolution (top_conv, top_bn); "
+            f"its top-level modules are {sorted({p.split('/')[0] for p in paths})}"
+        )
+    return top + _heads(paths)
+
+
 # freeze.trainable -> (freeze config, layer paths in forward order) -> the paths that train
 TRAINABLE = Registry(
     "freeze.trainable",
     {
         "all": lambda freeze_config, paths: list(paths),
         "head": lambda freeze_config, paths: _heads(paths),
+        # the last 1x1 convolution before pooling (and its BatchNorm): the features' last mixing
+        "top_conv": _top_conv,
         "last_fraction": _last_fraction,
         "modules": _named_modules,
     },
 )
+
+# The points of the unfreezing curve (experiments/style.py, `artjax.bench finetune`): a name ->
+# the freeze settings it stands for, from the head alone to the whole network.
+DEPTHS = Registry(
+    "depth",
+    {
+        "head": dict(trainable="head"),
+        "top_conv": dict(trainable="top_conv"),
+        "last20": dict(trainable="last_fraction", fraction=0.2),
+        "last50": dict(trainable="last_fraction", fraction=0.5),
+        "whole": dict(trainable="all"),
+    },
+)
+
+
+def apply_depth(config, depth: str) -> None:
+    """Sets `config.freeze` to the trainable share that `depth` names (DEPTHS)."""
+    for key, value in DEPTHS[depth].items():
+        config.freeze[key] = value
+
+
 # freeze.batch_norm -> (trainable paths) -> the BatchNorm paths that keep training mode
 BATCH_NORM = Registry(
     "freeze.batch_norm",

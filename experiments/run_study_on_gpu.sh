@@ -12,6 +12,10 @@
 # only when IMAGENET_DIR/resnet50_torchvision exists (python -m artjax.port torchvision --weights
 # resnet50-11ad3fa6.pth --output ...), and are listed as skipped otherwise.
 #
+# The style rows (issue 34): experiments/style.py at every trainable share and backbone optimizer on
+# the six's fixed test split, and leave-artists-out CVs of `all` (cv_style_*), then the unfreezing
+# curve OUT/depth_curve.png (python -m artjax.figures depth).
+#
 # Environment: PYTHON (default python), ONLY="cnn resnet50_scratch ..." (a subset, by row name),
 # OVERRIDES="--config.a=b ..." (added to every run: the suite runs this script on CPU at tiny
 # sizes), BENCH=0 (skip `artjax.bench accelerator`).
@@ -35,6 +39,31 @@ EXPERIMENTS=(
   "lite0_imagenet|experiments/efficientnet_lite0_imagenet.py|--config.init.checkpoint=$IMAGENET_DIR/efficientnet_lite0"
   "lite0_finetune|experiments/efficientnet_lite0_finetune.py|--config.init.checkpoint=$IMAGENET_DIR/efficientnet_lite0"
 )
+# Issue 34, the unfreezing curve on the six's fixed test split (seen painters): every trainable
+# share (transfer.DEPTHS) with every backbone optimizer (experiments/style.py), 12 epochs.
+LITE0="--config.init.checkpoint=$IMAGENET_DIR/efficientnet_lite0"
+for depth in head top_conv last20 last50 whole; do
+  for opt in adam sgd rmsprop; do
+    EXPERIMENTS+=("style_six_${depth}_${opt}|experiments/style.py:six,${depth},${opt}|$LITE0")
+  done
+done
+EXPERIMENTS+=(
+  "style_six_last20_adam_bn_trainable|experiments/style.py:six,last20,adam,bn_trainable|$LITE0"
+  "style_six_last20_adam_photos|experiments/style.py:six,last20,adam,photos|$LITE0"
+)
+# ... and on unseen painters: leave-artists-out CVs of `all` (5 folds, the same folds in every
+# row) at every depth with Adam, then the era as a shared target (without it, at three times its
+# weight) at the partial depths. Each writes OUT/<name>/cv_report.md; rerunning resumes.
+CVS=()
+for depth in head top_conv last20 last50 whole; do
+  CVS+=("cv_style_all_${depth}_adam|experiments/style.py:all,${depth},adam|$LITE0")
+done
+for depth in last20 last50; do
+  CVS+=(
+    "cv_style_all_${depth}_adam_noera|experiments/style.py:all,${depth},adam,noera|$LITE0"
+    "cv_style_all_${depth}_adam_era3|experiments/style.py:all,${depth},adam,era3|$LITE0"
+  )
+done
 
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -49,7 +78,7 @@ for row in "${EXPERIMENTS[@]}"; do
         skipped+=("$name (no $IMAGENET_DIR/resnet50_torchvision)")
         continue
       fi ;;
-    lite0_*)
+    lite0_*|style_*)
       [ -d "$IMAGENET_DIR/efficientnet_lite0" ] ||
         "$PYTHON" -m artjax.port efficientnet_lite --output "$IMAGENET_DIR/efficientnet_lite0" ;;
   esac
@@ -59,6 +88,19 @@ for row in "${EXPERIMENTS[@]}"; do
     --config.data.root="$DATA" $own "${overrides[@]}"
   "$PYTHON" -m artjax.evaluate --workdir "$OUT/$name" --split test
   ran+=("$OUT/$name")
+done
+
+cv_ran=()
+for row in "${CVS[@]}"; do
+  IFS='|' read -r name config own <<< "$row"
+  selected "$name" || continue
+  [ -d "$IMAGENET_DIR/efficientnet_lite0" ] ||
+    "$PYTHON" -m artjax.port efficientnet_lite --output "$IMAGENET_DIR/efficientnet_lite0"
+  echo "=== $name: $config $own ($(date -u +%FT%TZ))"
+  # shellcheck disable=SC2086  # $own is a list of flags
+  "$PYTHON" -m artjax.cv --config "$config" --workdir "$OUT/$name" --folds 5 --by artist \
+    --config.data.root="$DATA" $own "${overrides[@]}"
+  cv_ran+=("$OUT/$name")
 done
 
 [ "${BENCH:-1}" = 0 ] || "$PYTHON" -m artjax.bench accelerator | tee "$OUT/bench_accelerator.txt"
@@ -71,5 +113,14 @@ done
     "$PYTHON" -m artjax.evaluate --table "$(IFS=,; echo "${ran[*]}")" --split test
   fi
   for s in "${skipped[@]}"; do echo "- not run: $s"; done
+  for cv in "${cv_ran[@]}"; do echo; echo "### $cv"; echo; cat "$cv/cv_report.md"; done
 } > "$OUT/results.md"
+# the unfreezing curve of the style rows that ran: seen (six, Adam) against unseen (CV of all)
+seen=() unseen=()
+for d in "${ran[@]}"; do [[ $d == */style_six_*_adam ]] && seen+=("$d"); done
+for d in "${cv_ran[@]}"; do [[ $d == */cv_style_all_*_adam ]] && unseen+=("$d"); done
+if [ ${#seen[@]} -gt 0 ] || [ ${#unseen[@]} -gt 0 ]; then
+  "$PYTHON" -m artjax.figures depth --runs "$(IFS=,; echo "${seen[*]}")" \
+    --cvs "$(IFS=,; echo "${unseen[*]}")" --output "$OUT/depth_curve.png"
+fi
 cat "$OUT/results.md"

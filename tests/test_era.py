@@ -341,3 +341,53 @@ def test_evaluation_reports_the_era_on_a_split_and_on_a_folder_of_paintings(era_
     predicted = pd.read_csv(fold / f"eval_images_{data_root.name}" / "predictions.csv")
     expected = era.errors(predicted["era_estimate"], [periods[a] for a in predicted["artist"]])
     assert found["era"]["overall"] == pytest.approx(expected)
+
+
+def test_a_cvs_gate_takes_its_threshold_from_its_held_out_artists(era_cv, tmp_path):
+    """`fit_gate` on a frozen backbone's CV: the threshold is the 95th percentile of held-out
+    paintings' distances to their fold's training paintings (recomputed here from the feature
+    cache with scikit-learn); each fold model then answers with its gate, and its export carries
+    it."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from artjax import checkpointing, gate, gate_fitting
+    from artjax.data import input_pipeline as ip
+
+    cv, _, _, _ = era_cv
+    gated = tmp_path / "cv"
+    shutil.copytree(cv, gated, ignore=shutil.ignore_patterns("feature_cache"))
+    config = configs.from_record(checkpointing.read_run(gated / "fold_0")["config"])
+    fitted = gate_fitting.fit_cv(gated, config.gate)
+
+    cache = feature_batches.read_cache(
+        config.freeze.feature_cache, feature_batches.cache_identity(config)
+    )
+    unit = lambda files: gate.unit(np.stack([np.atleast_2d(cache[f]).mean(0) for f in files]))
+    distances = []
+    for fold_dir in checkpointing.fold_workdirs(gated):
+        held = list(crossval.load_heldout(fold_dir)[0].filenames)
+        fold_config = configs.from_record(checkpointing.read_run(fold_dir)["config"])
+        data = ip.prepare_data(fold_config.data, fold_config.seed)
+        training = sorted(data.members["train"] | data.members["val"])
+        assert not set(held) & set(training)
+        found, _ = (
+            NearestNeighbors(n_neighbors=5, metric="cosine")
+            .fit(unit(training))
+            .kneighbors(unit(held))
+        )
+        distances.append(found.mean(1))
+    distances = np.concatenate(distances)
+    assert fitted["threshold"] == pytest.approx(np.percentile(distances, 95), abs=1e-5)
+    assert fitted["paintings"] == len(distances)
+
+    predictor = inference.Predictor(gated / "fold_0")
+    assert predictor.gate is not None and predictor.gate.threshold == pytest.approx(
+        fitted["threshold"]
+    )
+    held = crossval.load_heldout(gated / "fold_0")[0]
+    image_dir, _ = catalog.find_image_dir(ip.resolve_root(config.data)[0])
+    described = predictor.describe_file(image_dir / held.filenames[0])
+    assert described.painting == (described.painting_distance <= fitted["threshold"])
+    record = exported._outside_the_graph(gated / "fold_0", tmp_path)
+    assert record["gate"]["threshold"] == pytest.approx(fitted["threshold"])
+    assert (tmp_path / gate.GATE_FILE).is_file() and "finder" in record["outside_graph"]

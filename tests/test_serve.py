@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from artjax import configs, finder, gate
+from artjax.data import photos
 from artjax.serving import batching, collection, exported, inference
 from tests.conftest import PROJECT_ROOT
 from tests.test_export import PARITY_ATOL, real_paintings
@@ -31,12 +33,34 @@ LIMITS = dict(max_bytes=2 * 2**20, max_pixels=4_000_000)
 
 @pytest.fixture(scope="module")
 def export_dir(finished_run, synthetic_root, tmp_path_factory):
-    """The finished run exported as a SavedModel, with the index of its synthetic collection."""
+    """The finished run exported as a SavedModel, with the index of its synthetic collection and
+    a gate whose threshold is fitted as a CV fits it, each artist's paintings against the
+    others' (the tiny CNN has no CV of its own)."""
     _, run = finished_run
     out = tmp_path_factory.mktemp("served") / "savedmodel"
     exported.export(run, out)
-    collection.build(run, synthetic_root, out)
+    index = collection.build(run, synthetic_root, out)
+    artists = np.array(index.artists)
+    folds = [
+        (
+            a,
+            index.embeddings[artists == a],
+            [a] * int(np.sum(artists == a)),
+            index.embeddings[artists != a],
+        )
+        for a in sorted(set(index.artists))
+    ]
+    fitted = gate.fit_cv(folds, k=5, percentile=95.0)
+    gate.Gate(index.embeddings, 5, fitted["threshold"], 95.0, "leave-one-artist-out").save(out)
     return out
+
+
+def not_a_painting() -> bytes:
+    """scikit-image's colour wheel, far from every painting of the synthetic collection (the tiny
+    CNN's embedding puts most images near them: its gate flags few)."""
+    import skimage.data
+
+    return as_bytes(Image.fromarray(skimage.data.colorwheel()), "PNG")
 
 
 def wait_ready(client, timeout=120):
@@ -99,6 +123,14 @@ def test_predictions_equal_the_predictors_and_b64_equals_multipart(
             atol=1e-6,
         )
         assert found["version"] == prediction["version"]
+        # a clean reproduction passes the finder unchanged: the whole image, judged as it is
+        assert found["found_painting"] is False and prediction["found_painting"] is False
+        width, height = Image.open(path).size
+        assert found["corners"] == finder.whole_image(width, height).tolist()
+        # (the tiny model's gate knows synthetic paintings only: real ones may be far from them)
+        assert found["painting"] == (found["painting_distance"] <= found["painting_threshold"])
+    plain = inference.Predictor(run, find_painting=False).predict_files(paths)[0]
+    np.testing.assert_allclose(expected, plain, atol=1e-5)
     # TF Serving's named-input form of an instance is the same request
     named = {"instances": [{"encoded": {"b64": body["instances"][0]["b64"]}}]}
     again = client.post("/v1/models/gallery:predict", json=named).json()["predictions"][0]
@@ -192,8 +224,9 @@ def test_a_fuzz_of_bad_uploads_gets_clear_errors_and_the_server_stays_up(
     assert "empty" in errors["empty"] and "truncated" in errors["truncated jpeg"]
     assert "not an image" in errors["html named .jpg"]
     assert "GIF" in errors["gif"]
-    assert (
-        "max_pixels" in errors["20000 x 20000 png"] and "400000000" in errors["20000 x 20000 png"]
+    # one number, the flag's: not Pillow's own limit (twice the flag) beside it
+    assert errors["20000 x 20000 png"] == (
+        "the image is over --max_pixels=4,000,000 (the image has 400,000,000 pixels)"
     )
     # the greyscale and 16-bit images are the same painting: the same style
     grey = upload(client, "/v1/predict", uploads["greyscale png"][0]).json()
@@ -212,6 +245,35 @@ def test_a_fuzz_of_bad_uploads_gets_clear_errors_and_the_server_stays_up(
     found = upload(client, "/v1/predict", painting.read_bytes()).json()["top_k"][0]
     assert found["style"] == expected[0]
     assert found["probability"] == pytest.approx(expected[1], abs=PARITY_ATOL)
+
+
+def test_a_photo_is_straightened_and_a_non_painting_is_an_answer_not_an_error(
+    client, finished_run, real_data_root
+):
+    _, run = finished_run
+    painting = np.asarray(Image.open(real_paintings(real_data_root, 2)[1]).convert("RGB"))
+    config = configs.base_config()
+    config.photos.width, config.photos.height = 800, 600
+    photo = photos.photograph(
+        painting, np.random.default_rng(0), photos.scene_config(config, "wall")
+    )
+    found = upload(client, "/v1/predict", as_bytes(Image.fromarray(photo.image), "JPEG")).json()
+    assert found["found_painting"] is True
+    assert finder.quad_iou(np.array(found["corners"]), photo.corners) > 0.8
+    assert found["straightened"].startswith("data:image/jpeg;base64,")
+    # the styles are those of the straightened painting, as the Predictor straightens it
+    expected = inference.Predictor(run).describe_encoded(
+        as_bytes(Image.fromarray(photo.image), "JPEG")
+    )
+    assert [t["style"] for t in found["top_k"]] == [s for s, _ in expected.ranked]
+    np.testing.assert_allclose(found["corners"], expected.corners, atol=0.1)
+
+    answer = upload(client, "/v1/predict", not_a_painting(), content_type="image/png")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["painting"] is False
+    assert answer.json()["painting_distance"] > answer.json()["painting_threshold"]
+    meta = client.get("/v1/models/gallery").json()["metadata"]
+    assert meta["gate"]["threshold"] == pytest.approx(answer.json()["painting_threshold"], abs=1e-4)
 
 
 def test_a_batch_formed_from_concurrent_requests_equals_one_request_at_a_time(
@@ -367,9 +429,9 @@ def chromium():
 
 
 @contextlib.contextmanager
-def page_with(url, painting):
+def page_with(url, painting, shown="top-style"):
     """Headless chromium on the service's page at `url` with `painting` uploaded through its file
-    input and its answer shown: (page, wait)."""
+    input and its answer shown (the element `shown` has text): (page, wait)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -387,7 +449,7 @@ def page_with(url, painting):
         # chromedriver takes canonical paths only
         page.find_element(By.ID, "file").send_keys(str(pathlib.Path(painting).resolve()))
         wait = WebDriverWait(page, 120)
-        wait.until(lambda p: p.find_element(By.ID, "top-style").text)
+        wait.until(lambda p: p.find_element(By.ID, shown).text)
         yield page, wait
     finally:
         page.quit()
@@ -425,3 +487,57 @@ def test_the_page_in_a_real_browser_shows_the_apis_style_and_similar_paintings(
         screenshot.parent.mkdir(exist_ok=True)
         page.save_screenshot(str(screenshot))
         assert screenshot.stat().st_size > 10_000
+
+
+def test_the_page_outlines_a_photographed_painting_and_says_when_there_is_none(
+    page_server, real_data_root, tmp_path
+):
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    url, _ = page_server
+    painting = pathlib.Path(
+        os.environ.get("ARTJAX_PAGE_PAINTING", real_paintings(real_data_root, 3)[1])
+    )
+    config = configs.base_config()
+    config.photos.width, config.photos.height = 1200, 900
+    photo = photos.photograph(
+        np.asarray(Image.open(painting).convert("RGB")),
+        np.random.default_rng(1),
+        photos.scene_config(config, "wall"),
+    )
+    photo_path = tmp_path / "gallery_photo.jpg"
+    Image.fromarray(photo.image).save(photo_path, quality=92)
+    expected = httpx.post(
+        f"{url}/v1/predict", files={"file": ("p.jpg", photo_path.read_bytes())}
+    ).json()
+    assert expected["found_painting"] is True
+    shots = pathlib.Path(os.environ.get("ARTJAX_SCREENSHOT_DIR", PROJECT_ROOT / ".pytest_cache"))
+    shots.mkdir(exist_ok=True)
+    with page_with(url, photo_path) as (page, wait):
+        outline = page.find_element(By.ID, "outline")
+        wait.until(lambda p: outline.is_displayed())
+        points = page.find_element(By.ID, "outline-shape").get_attribute("points").split()
+        drawn = np.array([[float(v) for v in pair.split(",")] for pair in points])
+        np.testing.assert_allclose(drawn, expected["corners"], atol=0.05)
+        judged = page.find_element(By.ID, "painting").get_attribute("src")
+        assert judged == expected["straightened"]
+        assert "found in your photo" in page.find_element(By.ID, "found-line").text
+        # the page says what the API says (the tiny model's gate knows synthetic paintings only)
+        flagged = expected["painting"] is False
+        assert page.find_element(By.ID, "not-painting").is_displayed() == flagged
+        assert page.find_element(By.ID, "styles").is_displayed() != flagged
+        page.save_screenshot(str(shots / "gallery_photo.png"))
+
+    text_page = tmp_path / "colour_wheel.png"
+    text_page.write_bytes(not_a_painting())
+    answer = httpx.post(f"{url}/v1/predict", files={"file": ("t.png", text_page.read_bytes())})
+    assert answer.json()["painting"] is False
+    with page_with(url, text_page, shown="not-painting") as (page, wait):
+        assert "doesn't look like a painting" in page.find_element(By.ID, "not-painting").text
+        assert not page.find_element(By.ID, "styles").is_displayed()
+        assert not page.find_element(By.ID, "overlay-toggle").is_displayed()
+        if not answer.json()["found_painting"]:  # the whole image judged: no outline drawn
+            assert not page.find_element(By.ID, "outline").is_displayed()
+            assert "whole picture was judged" in page.find_element(By.ID, "found-line").text
+        page.save_screenshot(str(shots / "gallery_not_a_painting.png"))

@@ -5,16 +5,25 @@ horizontal flip, brightness) as pure functions on feature dicts, usable eagerly 
 One affine resampling per image: the Keras matrices are composed into one projective transform for
 `ImageProjectiveTransformV3` (bilinear, 'nearest' fill). The random draws are stateless, seeded by
 the example's `rng` feature, so a stream is reproducible.
+
+Fine-tuning's training views (`TRAIN_VIEWS`, `data.train_views`): the Keras augmentation above, or
+random crops at about half the painting's sides (`make_random_crop`), like evaluation's five crops
+but anywhere inside the painting and at a drawn scale, optionally through the gallery-photo
+simulator (`make_photometric`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
+import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from artjax.data.preprocess import Features, Op, compose
+from artjax.registry import Registry
 
 
 def keras_transform_matrix(theta_deg, tx, ty, shear_deg, zx, zy, flip, height, width):
@@ -184,3 +193,113 @@ def apply_augmentation(features: Features) -> Features:
 def make_augment(**augment_config) -> Op:
     """Sample and apply in one step, for single images (EDA figures, tests)."""
     return compose([make_sample_augmentation(**augment_config), apply_augmentation])
+
+
+# --- training views for fine-tuning: random crops at about half the sides
+# ---------------------------------------------------------------------
+
+CROP_STREAMS = 3  # the crop's scale, its position, the mirror
+PHOTO_TAG = 34  # mixed into the photometric simulator's seed, apart from the crop's draws
+
+
+def random_crop_box(seed, height, width, scale):
+    """(top, left, crop height, crop width) of one random crop, from a stateless [2] `seed`: its
+    sides are the same fraction of the painting's, drawn uniformly from `scale` = (low, high), and
+    its position is uniform over the places where it lies wholly inside the painting."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), CROP_STREAMS)
+    fraction = tf.random.stateless_uniform([], seeds[0], float(scale[0]), float(scale[1]))
+    size = lambda side: tf.clip_by_value(
+        tf.cast(tf.round(tf.cast(side, tf.float32) * fraction), tf.int32), 1, side
+    )
+    crop_h, crop_w = size(height), size(width)
+    corner = tf.random.stateless_uniform([2], seeds[1], 0.0, 1.0)
+    top = tf.minimum(
+        tf.cast(corner[0] * tf.cast(height - crop_h + 1, tf.float32), tf.int32), height - crop_h
+    )
+    left = tf.minimum(
+        tf.cast(corner[1] * tf.cast(width - crop_w + 1, tf.float32), tf.int32), width - crop_w
+    )
+    return top, left, crop_h, crop_w
+
+
+def make_random_crop(size: int, scale, horizontal_flip: bool = True) -> Op:
+    """One example's training view from its `rng` feature: a `random_crop_box` of the (cached,
+    uint8) painting, resized to `size` as evaluation's crops are (antialiased), mirrored left-right
+    with probability 1/2 when `horizontal_flip`; uint8."""
+    scale = tuple(scale)
+    if not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ValueError(f"data.random_crop.scale {scale}: need 0 < low <= high <= 1")
+
+    def random_crop(features):
+        image = features["image"]
+        top, left, crop_h, crop_w = random_crop_box(
+            features["rng"], tf.shape(image)[0], tf.shape(image)[1], scale
+        )
+        part = tf.image.crop_to_bounding_box(image, top, left, crop_h, crop_w)
+        resized = tf.image.resize(tf.cast(part, tf.float32), [size, size], antialias=True)
+        view = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+        if horizontal_flip:
+            mirror_seed = tf.random.experimental.stateless_split(
+                tf.cast(features["rng"], tf.int64), CROP_STREAMS
+            )[2]
+            mirrored = tf.random.stateless_uniform([], mirror_seed, 0.0, 1.0) < 0.5
+            view = tf.where(mirrored, tf.reverse(view, axis=[1]), view)
+        return {**features, "image": view}
+
+    return random_crop
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainViews:
+    source_size: int  # the side at which training paintings are decoded and cached
+    per_example: Op  # drawn from each example's `rng` feature
+    per_batch: tuple  # applied to whole batches afterwards
+
+
+def _keras_views(data_config) -> TrainViews:
+    return TrainViews(
+        data_config.image_size,
+        make_sample_augmentation(**data_config.augment.to_dict()),
+        (apply_augmentation,),
+    )
+
+
+def _random_crops(data_config) -> TrainViews:
+    c = data_config.random_crop
+    if c.source_size < data_config.image_size * c.scale[0]:
+        logging.warning(
+            "data.random_crop.source_size %d: the smallest crops are upsampled to %d px",
+            c.source_size,
+            data_config.image_size,
+        )
+    return TrainViews(
+        c.source_size, make_random_crop(data_config.image_size, c.scale, c.horizontal_flip), ()
+    )
+
+
+# data.train_views -> (data config) -> how each training example is drawn (data.augment_enabled)
+TRAIN_VIEWS = Registry("data.train_views", {"keras": _keras_views, "random_crops": _random_crops})
+
+
+def photo_seed(rng) -> list[int]:
+    """The gallery-photo simulator's NumPy seed for an example's stateless `rng` ([seed, index])."""
+    return [PHOTO_TAG, *(int(v) for v in rng)]
+
+
+def make_photometric(config) -> Op:
+    """`data.photos.photometric` (the gallery-photo simulator, its parameters in
+    `config.photos`) on each example's uint8 `image`, in NumPy through `tf.numpy_function`,
+    seeded from the example's `rng` (`photo_seed`): the same example always gets the same photo."""
+    from artjax.data import photos  # NumPy; imported only where the option is on
+
+    def simulate(image, rng):
+        found = photos.photometric(image, np.random.default_rng(photo_seed(rng)), config)
+        return np.asarray(found, np.uint8)
+
+    def photometric(features):
+        image = tf.cast(features["image"], tf.uint8)
+        found = tf.numpy_function(simulate, [image, features["rng"]], tf.uint8, stateful=False)
+        found.set_shape(image.shape)
+        return {**features, "image": found}
+
+    return photometric

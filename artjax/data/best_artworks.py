@@ -184,8 +184,24 @@ def prepared_copies(prepared_dir, current_roots=()) -> list[PreparedCopy]:
     """Every prepared copy, and whether it still matches its download: the builder version is
     today's and the download (its recorded root, or one of `current_roots`) still has the content
     it was prepared from. Interrupted preparations (TFDS's incomplete.* folders) are stale too."""
+
+    def matches(candidate, meta, config_name):
+        params = [
+            meta.get(k, d)
+            for k, d in (("test_fraction", 0.1), ("max_hamming", 10), ("min_correlation", 0.85))
+        ]
+        # The copy's name fingerprints its download's files and the split settings.
+        return (candidate / "artists.csv").is_file() and (
+            make_config(candidate, *params).name == config_name
+        )
+
     base = pathlib.Path(prepared_dir) / "best_artworks"
-    version = str(BestArtworks.VERSION)
+    return copies_under(base, str(BestArtworks.VERSION), matches, current_roots)
+
+
+def copies_under(base, version: str, matches, current_roots=()) -> list[PreparedCopy]:
+    """`prepared_copies` of one builder: its folder `base`, today's `version`, and
+    `matches(download, metadata, config name)`: whether a download has a copy's content."""
     copies = []
     for config_dir in sorted(base.iterdir()) if base.is_dir() else []:
         for path in sorted(config_dir.iterdir()) if config_dir.is_dir() else []:
@@ -195,22 +211,13 @@ def prepared_copies(prepared_dir, current_roots=()) -> list[PreparedCopy]:
             meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
             root = meta.get("source_root", "")
             candidates = [pathlib.Path(r) for r in ([root] if root else []) + list(current_roots)]
-
-            # The copy's name fingerprints its download's files and the split settings.
-            params = [
-                meta.get(k, d)
-                for k, d in (("test_fraction", 0.1), ("max_hamming", 10), ("min_correlation", 0.85))
-            ]
-            matches = lambda c: (
-                (c / "artists.csv").is_file() and (make_config(c, *params).name == config_dir.name)
-            )
             if path.name.startswith("incomplete"):
                 stale = "an interrupted preparation"
             elif path.name != version:
                 stale = f"builder version {path.name} (today's: {version})"
             elif not candidates:
                 stale = "no record of its download"
-            elif not any(matches(c) for c in candidates):
+            elif not any(matches(c, meta, config_dir.name) for c in candidates):
                 stale = "its download is gone or its files changed"
             else:
                 stale = ""
@@ -219,9 +226,10 @@ def prepared_copies(prepared_dir, current_roots=()) -> list[PreparedCopy]:
     return copies
 
 
-def clean_prepared(prepared_dir, current_roots=()) -> list[PreparedCopy]:
-    """Removes the stale prepared copies (`prepared_copies`); returns them."""
-    removed = [c for c in prepared_copies(prepared_dir, current_roots) if c.stale]
+def clean_prepared(prepared_dir, current_roots=(), copies=None) -> list[PreparedCopy]:
+    """Removes the stale prepared copies (`prepared_copies`, or those given); returns them."""
+    copies = prepared_copies(prepared_dir, current_roots) if copies is None else copies
+    removed = [c for c in copies if c.stale]
     for copy in removed:
         shutil.rmtree(copy.path)
         if not any(copy.path.parent.iterdir()):

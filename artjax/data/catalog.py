@@ -24,6 +24,8 @@ import unicodedata
 
 import pandas as pd
 
+from artjax.data.wikiart import names as wikiart_names
+
 # The study's six styles, in the order used for class indices by default.
 STUDY_STYLES = (
     "Impressionism",
@@ -192,8 +194,9 @@ MULTI_LABEL_SETS = ("genres",)  # class sets whose target lists every genre of t
 def resolve_classes(
     spec: str | list | tuple, available_styles, min_images: int = 0
 ) -> tuple[str, ...]:
-    """The class names of a run: 'study' (the six), 'all' (every single-genre style), 'genres'
-    (every listed genre; `available_styles` are then the genres) or a list.
+    """The class names of a run: 'study' (the six), 'wikiart' (WikiArt's 27 styles), 'all' (every
+    single-genre style), 'genres' (every listed genre; `available_styles` are then the genres) or a
+    list.
 
     `available_styles`: the styles with images, or a {style: images} mapping; with a mapping, 'all'
     and 'genres' keep those with at least `min_images` images and name the others in a warning.
@@ -203,6 +206,8 @@ def resolve_classes(
     available = sorted(set(available_styles))
     if isinstance(spec, str) and spec == "study":
         wanted = list(STUDY_STYLES)
+    elif isinstance(spec, str) and spec == "wikiart":
+        wanted = list(wikiart_names.STYLES)
     elif isinstance(spec, str) and spec in ("all", *MULTI_LABEL_SETS):
         wanted = available
         if counts is not None and min_images:

@@ -15,7 +15,6 @@ import pathlib
 
 import numpy as np
 
-from artjax import era
 from artjax.data import input_pipeline as ip
 
 
@@ -162,9 +161,34 @@ def save_cache(cache_dir, identity: dict, features: dict) -> None:
     (cache_dir / CACHE_IDENTITY).write_text(json.dumps(identity, indent=2))
 
 
+def photo_key(config, filename: str, view: int) -> str:
+    """The cache key of a painting's `view`-th photo view (`data.photo_views`): the simulator's
+    settings are in it, so other settings make other keys and the clean features stay."""
+    import hashlib
+
+    settings = {k: v for k, v in config.photos.to_dict().items() if k != "scenes"}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{filename}#photo{view}:{config.seed}:{digest}"
+
+
+def with_photo_views(split_features: dict, config, features: dict) -> dict:
+    """A split's cached features followed by each painting's `data.photo_views` photo views (the
+    same labels, era targets and filenames, so draws and balancing see the same paintings)."""
+    views = config.data.photo_views
+    if not views:
+        return split_features
+    names = [f.decode() for f in split_features["filename"]]
+    extra = [np.stack([features[photo_key(config, n, k)] for n in names]) for k in range(views)]
+    out = {"features": np.concatenate([split_features["features"], *extra])}
+    for key, value in split_features.items():
+        if key != "features":
+            out[key] = np.concatenate([value] * (views + 1))
+    return out
+
+
 def split_features(data, split: str, features: dict, periods=None) -> dict[str, np.ndarray]:
     """A split's cached features, labels and filenames, in the order of `data.rows`; with the
-    artists' active `periods`, each painting's era target too (`artjax.era.targets`)."""
+    artists' active `periods`, each painting's era target too (`input_pipeline.era_targets`)."""
     rows = [r for r in data.rows if r.filename in data.members[split]]
     found = {
         "features": np.stack([features[r.filename] for r in rows]),
@@ -172,5 +196,5 @@ def split_features(data, split: str, features: dict, periods=None) -> dict[str, 
         "filename": np.array([r.filename.encode() for r in rows], dtype=object),
     }
     if periods is not None:
-        found["era"] = era.targets([r.artist for r in rows], periods)
+        found["era"] = ip.era_targets(data, [r.filename for r in rows], periods)
     return found

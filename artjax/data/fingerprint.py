@@ -52,12 +52,18 @@ def fingerprint(path: str | pathlib.Path) -> Fingerprint:
         buf = io.BytesIO()
         rgb.save(buf, "PNG")
         raw = buf.getvalue()
+    phash, thumb = signature(rgb)
+    return Fingerprint(phash=phash, thumb=thumb, encoded=raw)
+
+
+def signature(rgb: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(phash, thumb) of a decoded RGB image (Fingerprint's fields)."""
     grey = rgb.convert("L")
     small = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), np.float64)
     dct = scipy.fft.dctn(small, norm="ortho")[:8, :8].ravel()[1:]
     thumb = np.asarray(grey.resize((16, 16), Image.Resampling.BOX), np.float64).ravel()
     thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-6)
-    return Fingerprint(phash=dct > np.median(dct), thumb=thumb, encoded=raw)
+    return dct > np.median(dct), thumb
 
 
 def duplicate_groups(

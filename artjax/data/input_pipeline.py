@@ -25,6 +25,9 @@ from artjax import era
 from artjax.data import augment, best_artworks, splits, synthetic
 from artjax.data import catalog as catalog_lib
 from artjax.data import preprocess as pp
+from artjax.data.wikiart import builder as wikiart_builder
+from artjax.data.wikiart import layouts
+from artjax.registry import Registry
 
 SPLITS = ("train", "val", "test")
 CV_BY = ("", "image", "artist")  # data.cv.by: no cross-validation, image folds, artist folds
@@ -40,6 +43,11 @@ class Row(NamedTuple):
     group: int  # duplicate group id
     genres: tuple[str, ...]  # every genre the artist's CSV row lists
     source: str  # the TFDS split it is stored in: the fixed test split or trainval
+    # WikiArt: the painting's subject genre ("" unknown), the release's own split ("train",
+    # "test"; "" without one) and the years it was made in ((): unknown)
+    genre: str = ""
+    release: str = ""
+    years: tuple = ()
 
     @property
     def stratum(self) -> str:
@@ -119,20 +127,34 @@ def split_metadata(builder, split) -> list[Row]:
     ds = builder.as_dataset(
         split=split, decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False
     )
-    ds = ds.map(lambda ex: (ex["filename"], ex["style"], ex["artist"], ex["group"], ex["genres"]))
+    keys = ["filename", "style", "artist", "group", "genres"]
+    extra = [k for k in WIKIART_KEYS if k in builder.info.features]
+    ds = ds.map(lambda ex: tuple(ex[k] for k in keys + extra))
     # In batches: one eager iterator step per example costs seconds over a 7k-image download.
-    return [
-        Row(
-            f.decode(),
-            s.decode(),
-            a.decode(),
-            int(g),
-            catalog_lib.listed_genres(gs.decode()),
-            split,
-        )
-        for batch in ds.batch(4096).as_numpy_iterator()
-        for f, s, a, g, gs in zip(*batch)
-    ]
+    rows = []
+    for batch in ds.batch(4096).as_numpy_iterator():
+        for f, s, a, g, gs, *more in zip(*batch):
+            row = Row(
+                f.decode(),
+                s.decode(),
+                a.decode(),
+                int(g),
+                catalog_lib.listed_genres(gs.decode()),
+                split,
+            )
+            if more:
+                genre, release, start, end = more
+                known = bool(np.isfinite(start) and np.isfinite(end))
+                row = row._replace(
+                    genre=genre.decode(),
+                    release=release.decode(),
+                    years=(float(start), float(end)) if known else (),
+                )
+            rows.append(row)
+    return rows
+
+
+WIKIART_KEYS = ("genre", "release", "year_start", "year_end")  # WikiArt's per-painting features
 
 
 def _class_set(data_config, builder, all_rows) -> tuple[tuple[str, ...], bool]:
@@ -146,7 +168,48 @@ def _class_set(data_config, builder, all_rows) -> tuple[tuple[str, ...], bool]:
 
 
 def _artist_classes(rows, classes_of) -> dict:
-    return {r.artist: classes_of(r) for r in rows}
+    """Each artist's classes: those of all their paintings (WikiArt labels each painting)."""
+    found = collections.defaultdict(set)
+    for r in rows:
+        found[r.artist].update(classes_of(r))
+    return {a: tuple(sorted(c)) for a, c in found.items()}
+
+
+def _fixed_test(rows, data_config, classes_of) -> set:
+    return {r.filename for r in rows if r.source == best_artworks.TEST_SPLIT}
+
+
+def _release_test(rows, data_config, classes_of) -> set:
+    """The release's own test split (ArtGAN's style_val, Painter by Numbers' test/), to compare
+    with published figures."""
+    if not rows or any(not r.release for r in rows):
+        raise ValueError(
+            "data.test_split 'release': this download has no release split of its own (only "
+            "ArtGAN's and Painter by Numbers' have); use 'fixed' or 'artist'"
+        )
+    return {r.filename for r in rows if r.release == "test"}
+
+
+def _artist_test(rows, data_config, classes_of) -> set:
+    """A fixed test split of whole artists (`splits.artist_test_artists`)."""
+    sizes = collections.Counter(r.artist for r in rows)
+    links = collections.defaultdict(set)
+    for r in rows:
+        links[r.group].add(r.artist)
+    held = splits.artist_test_artists(
+        _artist_classes(rows, classes_of),
+        sizes,
+        list(links.values()),
+        data_config.test_fraction,
+        keep=(layouts.UNKNOWN_ARTIST,),
+    )
+    return {r.filename for r in rows if r.artist in held}
+
+
+# data.test_split -> (the class set's rows, data config, classes_of) -> the test split's files
+TEST_SPLITS = Registry(
+    "data.test_split", {"fixed": _fixed_test, "release": _release_test, "artist": _artist_test}
+)
 
 
 def _train_val(pool, data_config, seed: int, classes_of) -> tuple[set, set]:
@@ -169,8 +232,8 @@ def assign_splits(rows, data_config, seed: int, classes_of) -> tuple[dict, tuple
     cv = data_config.cv
     if cv.by not in CV_BY:
         raise ValueError(f"data.cv.by {cv.by!r} is not one of {CV_BY}")
-    trainval = [r for r in rows if r.source == best_artworks.TRAINVAL_SPLIT]
-    test = {r.filename for r in rows if r.source == best_artworks.TEST_SPLIT}
+    test = TEST_SPLITS[data_config.get("test_split", "fixed")](rows, data_config, classes_of)
+    trainval = [r for r in rows if r.filename not in test]
     held, count = (), 0
     if cv.by == "artist":
         # Held-out artists: every image of theirs, the fixed test split's included, is the
@@ -201,13 +264,19 @@ def assign_splits(rows, data_config, seed: int, classes_of) -> tuple[dict, tuple
 
 def _prepared_builder(data_config):
     root, is_synthetic = resolve_root(data_config)
-    builder = best_artworks.prepare(
-        root,
-        data_config.prepared_dir,
+    layout = layouts.detect(root, data_config.get("source", ""))
+    settings = dict(
         test_fraction=data_config.test_fraction,
         max_hamming=data_config.max_hamming,
         min_correlation=data_config.min_correlation,
     )
+    if layout == "best_artworks":
+        builder = best_artworks.prepare(root, data_config.prepared_dir, **settings)
+    else:
+        workers = data_config.get("prepare_workers", 0)
+        builder = wikiart_builder.prepare(
+            root, data_config.prepared_dir, layout, workers=workers, **settings
+        )
     return root, is_synthetic, builder
 
 
@@ -263,8 +332,32 @@ def with_images(data: PreparedData, name: str, files) -> PreparedData:
 
 
 def artist_periods(data: PreparedData) -> dict[str, tuple[int, int]]:
-    """Each artist's active period, from the download's artists.csv (`catalog.active_period`)."""
-    return catalog_lib.read_active_periods(data.root / "artists.csv")
+    """Each artist's active period, from the download's artists.csv (`catalog.active_period`);
+    for a download without one (WikiArt), the span of the artist's dated paintings (artists
+    without a dated painting have none)."""
+    if (data.root / "artists.csv").is_file():
+        return catalog_lib.read_active_periods(data.root / "artists.csv")
+    spans = collections.defaultdict(list)
+    for r in data.rows:
+        if r.years:
+            spans[r.artist].append(r.years)
+    return {a: (min(s for s, _ in ys), max(e for _, e in ys)) for a, ys in spans.items()}
+
+
+def era_targets(data: PreparedData, filenames, periods: dict) -> np.ndarray:
+    """[N, 2] era targets (artjax.era units) of the images `filenames`: the painting's own years
+    where the source dates it; else, where the source has artists.csv, its artist's active period
+    (`era.targets`); else NaN, which the era loss leaves out (`steps.train_step`)."""
+    row_of = {r.filename: r for r in data.rows}
+    rows = [row_of[f.decode() if isinstance(f, bytes) else f] for f in filenames]
+    by_artist = (data.root / "artists.csv").is_file()
+    found = np.full((len(rows), 2), np.nan, np.float32)
+    for i, r in enumerate(rows):
+        if r.years:
+            found[i] = era.from_years(r.years)
+        elif by_artist:
+            found[i] = era.targets([r.artist], periods)[0]
+    return found
 
 
 def training_style_years(data: PreparedData) -> tuple[float, ...]:
@@ -399,17 +492,19 @@ def decode_ops(image_size: int):
     return [pp.decode, pp.make_resize(image_size), pp.to_uint8]
 
 
-def eval_ops(data_config, probe: str = "") -> list:
+def eval_ops(data_config, probe: str = "", photo=None) -> list:
     """Encoded image -> the model's evaluation input: one normalized image [S, S, 3], or its
     `data.views` [V, S, S, 3] (the model's logits are averaged over them). `probe`: a shortcut
-    probe (preprocess.SHORTCUT_PROBES) applied to each resized view."""
+    probe (preprocess.SHORTCUT_PROBES) applied to each resized view. `photo`: (photos config,
+    seed): the painting as a straightened photo shows it first (preprocess.make_photo_view)."""
     d = data_config
+    photographed = [pp.make_photo_view(*photo)] if photo is not None else []
     if d.views == "whole":
         resized = [pp.make_resize(d.image_size), pp.to_uint8]
     else:
         resized = [pp.make_views(d.image_size, d.views, d.crop_fraction), pp.to_uint8]
     probed = [pp.SHORTCUT_PROBES[probe]] if probe else []
-    return [pp.decode, *resized, *probed, pp.make_normalize(d.normalization)]
+    return [pp.decode, *photographed, *resized, *probed, pp.make_normalize(d.normalization)]
 
 
 def eval_image_shape(data_config) -> tuple:
@@ -439,8 +534,10 @@ def train_dataset(
     """Endless shuffled, augmented training batches; `start_step` resumes the same stream."""
     d = config.data
     batch = local_batch_size(config.batch_size, num_devices)
-    ds = split_dataset(data, "train").map(pp.compose(decode_ops(d.image_size)), tf.data.AUTOTUNE)
-    if d.cache and _cache_fits(data.num_examples("train"), d.image_size):
+    views = augment.TRAIN_VIEWS[d.train_views](d) if d.augment_enabled else None
+    source = views.source_size if views else d.image_size
+    ds = split_dataset(data, "train").map(pp.compose(decode_ops(source)), tf.data.AUTOTUNE)
+    if d.cache and _cache_fits(data.num_examples("train"), source):
         ds = ds.cache()
     if d.oversample_power is not None or d.artist_balanced:
         ds = drawn_by_artist(ds, data, config)
@@ -454,14 +551,28 @@ def train_dataset(
             "rng": tf.stack([tf.cast(config.seed, tf.int64), i * processes + process]),
         }
     )
-    if d.augment_enabled:  # draw per example, resample per batch
-        ds = ds.map(augment.make_sample_augmentation(**d.augment.to_dict()), tf.data.AUTOTUNE)
+    if config.model.era_head:  # the artist's active period, the era head's target
+        ds = ds.map(era_targets_op(data, "train"))
+    if views:  # drawn per example (Keras: resampled per batch, below)
+        ds = ds.map(views.per_example, tf.data.AUTOTUNE)
+    if d.augment_enabled and d.photometric_augment:
+        ds = ds.map(augment.make_photometric(config), tf.data.AUTOTUNE)
     ds = ds.map(lambda ex: {k: v for k, v in ex.items() if k not in ("rng", "filename")})
     ds = ds.batch(batch, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
-    ops = [augment.apply_augmentation] if d.augment_enabled else []
+    ops = list(views.per_batch) if views else []
     ops += [pp.make_normalize(d.normalization), device_layout(num_devices)]
     ds = ds.map(pp.compose(ops), tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def era_targets_op(data: PreparedData, split: str):
+    """Adds `era`: each example's artist's active period (`era.targets`, [2] in era units), by
+    its filename."""
+    rows = [r for r in data.rows if r.filename in data.members[split]]
+    targets = era.targets([r.artist for r in rows], artist_periods(data))
+    index = _lookup([r.filename for r in rows], range(len(rows)), -1, tf.int32)
+    table = tf.constant(targets, tf.float32)
+    return lambda ex: {**ex, "era": tf.gather(table, index.lookup(ex["filename"]))}
 
 
 def drawn_by_artist(ds: tf.data.Dataset, data: PreparedData, config) -> tf.data.Dataset:
@@ -485,15 +596,15 @@ def drawn_by_artist(ds: tf.data.Dataset, data: PreparedData, config) -> tf.data.
 
 
 def eval_dataset(
-    data: PreparedData, split: str, config, num_devices: int, probe: str = ""
+    data: PreparedData, split: str, config, num_devices: int, probe: str = "", photo=None
 ) -> tf.data.Dataset:
     """One pass over a split in padded batches; `mask` is 1 for real images, 0 for padding.
     `filename` (strings, for reports) stays on the host: pass only the other keys to a step.
-    `probe`: a shortcut probe applied to every image (eval_ops)."""
+    `probe`: a shortcut probe applied to every image; `photo`: photo views (eval_ops)."""
     d = config.data
     batch = local_batch_size(config.eval_batch_size, num_devices)
     padded_total = padded_eval_size(data.num_examples(split), batch)
-    ds = split_dataset(data, split).map(pp.compose(eval_ops(d, probe)), tf.data.AUTOTUNE)
+    ds = split_dataset(data, split).map(pp.compose(eval_ops(d, probe, photo)), tf.data.AUTOTUNE)
     ds = ds.map(
         lambda ex: {
             "image": ex["image"],

@@ -206,6 +206,31 @@ SHORTCUT_PROBES = Registry(
 )
 
 
+def make_photo_view(photos_config, seed: int) -> Op:
+    """Decoded uint8 image -> the same painting as a straightened phone photo of it would show it
+    (`artjax.data.photos.photo_view`: corners a little off, uneven light, cast, glare, blur,
+    noise, JPEG), drawn from `seed` and the example's filename, so a view is reproducible."""
+    import zlib
+
+    import numpy as np
+
+    from artjax.data import photos
+
+    def view(image, filename):
+        name = filename.item() if isinstance(filename, np.ndarray) else filename
+        rng = np.random.default_rng(
+            [seed, zlib.crc32(name if isinstance(name, bytes) else name.encode())]
+        )
+        return photos.photo_view(image, rng, photos_config)
+
+    def photo_view(features):
+        image = tf.numpy_function(view, [features["image"], features["filename"]], tf.uint8)
+        image.set_shape(features["image"].shape)
+        return {**features, "image": image}
+
+    return photo_view
+
+
 def to_uint8(features: Features) -> Features:
     """Rounds to uint8: a quarter of the memory for cached images."""
     return {**features, "image": tf.cast(tf.round(features["image"]), tf.uint8)}

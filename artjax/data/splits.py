@@ -155,3 +155,48 @@ def image_folds(strata, groups, filenames, folds: int, seed: int) -> np.ndarray:
     for fold, (_, held) in enumerate(splitter.split(order, strata[order], keys[order])):
         found[order[held]] = fold
     return found
+
+
+def _linked_blocks(artists, links) -> list[tuple[str, ...]]:
+    """The artists in blocks that must stay on one side: those who share a duplicate group."""
+    parent = {a: a for a in artists}
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for linked in links:
+        first, *rest = sorted(linked)
+        for other in rest:
+            parent[find(other)] = find(first)
+    blocks = collections.defaultdict(list)
+    for a in artists:
+        blocks[find(a)].append(a)
+    return [tuple(sorted(b)) for b in blocks.values()]
+
+
+def artist_test_artists(
+    artist_classes: dict, artist_images: dict, links, test_fraction: float, keep=()
+) -> set[str]:
+    """The artists of a fixed artist-disjoint test split: blocks of artists (those who share a
+    duplicate group, `links`, go together) in the order of a hash of their names, until
+    `test_fraction` of the images; a block is passed over where it would leave one of its classes
+    without a training artist, or where it holds an artist of `keep` (a pseudo-artist such as
+    "Unknown Artist", who is many painters). The same for every seed and run."""
+    total = sum(artist_images.values())
+    blocks = _linked_blocks(sorted(artist_classes), links)
+    order = sorted(blocks, key=lambda b: hashlib.sha256("|".join(b).encode()).hexdigest())
+    left = collections.Counter(c for classes in artist_classes.values() for c in set(classes))
+    held, count = set(), 0
+    for block in order:
+        if count >= round(test_fraction * total):
+            break
+        taken = collections.Counter(c for a in block for c in set(artist_classes[a]))
+        if any(left[c] - n < 1 for c, n in taken.items()) or set(block) & set(keep):
+            continue
+        left -= taken
+        held |= set(block)
+        count += sum(artist_images[a] for a in block)
+    return held

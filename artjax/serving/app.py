@@ -12,7 +12,13 @@ REST, in TensorFlow Serving's shapes where it has one:
   GET  /                           the page (one HTML file, no network needed)
 A prediction: the top-k `[{style, probability}]`, `uncertain` (top probability below the
 calibrated threshold), the period where the model has one, and the model's version; `:predict`
-adds the SavedModel's own outputs (probabilities, classes, top_class).
+adds the SavedModel's own outputs (probabilities, classes, top_class). Each upload is a photo: the
+painting is found and straightened first (`artjax.finder`, the export's `finder` settings), and
+every prediction carries `corners` (four `[x, y]` in the upload's pixels, clockwise from the top
+left), `found_painting` (false: no outline, the whole image was judged), `straightened` (the
+judged image, a JPEG data URL) and, with the export's gate (`artjax.gate`), `painting` (false: it
+does not look like a painting, still HTTP 200) with `painting_distance` and `painting_threshold`.
+`/v1/similar` and `/v1/explain` work on the straightened painting.
 
 Limits (`Limits`): the body is counted while it is read (`BodyLimit`, 413), Pillow opens uploads
 with the allowed decoders under a pixel limit (`uploads`), and predictions queue for the batcher
@@ -32,6 +38,7 @@ import pathlib
 import time
 from typing import Annotated
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -39,7 +46,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 
-from artjax import era
+from artjax import era, finder, gate
 from artjax.serving import batching, collection, records, uploads
 
 PAGE = pathlib.Path(__file__).parent / "static" / "index.html"
@@ -138,6 +145,10 @@ class GalleryModel:
         self._signatures = self.saved.signatures
         index_path = self.export_dir / collection.INDEX_FILE
         self.index = collection.CollectionIndex.load(index_path) if index_path.is_file() else None
+        # beside the graph: the finder's settings (exports from before it: defaults) and the gate
+        settings = self.record.get("finder")
+        self.finder = ml_collections.ConfigDict(settings) if settings else None
+        self.gate = gate.load_if_any(self.export_dir)
 
     def warm_up(self, sizes=None) -> None:
         """Predictions at each batch size of `sizes` (default: all) not yet warm, and the other
@@ -206,6 +217,39 @@ class GalleryModel:
             found["period"] = era.period_text(era_year, self.record["era"]["span_years"])
         return found
 
+    def looked_at(self, encoded: bytes) -> finder.Looked:
+        """The painting to judge in an upload (straightened where an outline is found)."""
+        if self.finder is None or not self.finder.enabled:
+            image = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+            height, width = image.shape[:2]
+            whole = finder.Found(finder.whole_image(width, height), False, "off")
+            return finder.Looked(encoded, whole, image)
+        return finder.painting_bytes(encoded, self.finder)
+
+    def looks(self, looked: finder.Looked) -> dict:
+        """The outline, the judged image and the gate's answer, as a prediction carries them."""
+        preview = Image.fromarray(looked.painting)
+        preview.thumbnail((320, 320))
+        buffer = io.BytesIO()
+        preview.save(buffer, "JPEG", quality=85)
+        found = {
+            "corners": np.round(looked.found.corners, 1).tolist(),
+            "found_painting": bool(looked.found.found),
+            "straightened": "data:image/jpeg;base64,"
+            + base64.b64encode(buffer.getvalue()).decode(),
+            "painting": None,
+            "painting_distance": None,
+            "painting_threshold": None,
+        }
+        if self.gate is not None:
+            distance = float(self.gate.distances(self.embedding(looked.encoded))[0])
+            found.update(
+                painting=distance <= self.gate.threshold,
+                painting_distance=round(distance, 4),
+                painting_threshold=round(self.gate.threshold, 4),
+            )
+        return found
+
     def metadata(self) -> dict:
         keys = ("classes", "signatures", "source", "views", "image_size", "calibrated")
         found = {k: self.record.get(k) for k in keys}
@@ -214,6 +258,8 @@ class GalleryModel:
             uncertain_below=self.uncertain_below,
             index=self.record.get("index"),
             synthetic=self.record.get("synthetic"),
+            finder=self.record.get("finder"),
+            gate=None if self.gate is None else self.gate.summary(),
         )
         return found
 
@@ -370,28 +416,32 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
                 raws.append(base64.b64decode(value["b64"], validate=True))
             except (TypeError, KeyError, binascii.Error):
                 raise ServiceError(400, f"instances[{i}] is not {{'b64': base64 bytes}}") from None
-        encoded = [await model_input(raw) for raw in raws]
-        outputs = await asyncio.gather(*(predicted(e) for e in encoded))
+        looked = [await in_thread(found.looked_at, await model_input(raw)) for raw in raws]
+        outputs = await asyncio.gather(*(predicted(one.encoded) for one in looked))
         predictions = []
-        for p, era_year in outputs:
+        for (p, era_year), one in zip(outputs, looked):
             described = found.describe(p, limits.top_k, era_year)
             top_class = described["top_k"][0]["style"]
             tf_outputs = {"probabilities": p.tolist(), "classes": found.classes}
-            predictions.append({**tf_outputs, "top_class": top_class, **described})
+            looks = await in_thread(found.looks, one)
+            predictions.append({**tf_outputs, "top_class": top_class, **described, **looks})
         return {"predictions": predictions}
 
     @app.post("/v1/predict", summary="The styles of an uploaded painting")
     async def predict(file: Annotated[UploadFile, File(description="a photo of a painting")]):
         found = model()
-        probabilities, era_year = await predicted(await model_input(await file.read()))
-        return found.describe(probabilities, limits.top_k, era_year)
+        looked = await in_thread(found.looked_at, await model_input(await file.read()))
+        probabilities, era_year = await predicted(looked.encoded)
+        looks = await in_thread(found.looks, looked)
+        return {**found.describe(probabilities, limits.top_k, era_year), **looks}
 
     @app.post("/v1/similar", summary="The most similar paintings of the collection")
     async def similar(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1)] = 8):
         found = model()
         if found.index is None:
             raise ServiceError(404, "this export has no collection index (artjax.export --index)")
-        embedding = await in_thread(found.embedding, await model_input(await file.read()))
+        looked = await in_thread(found.looked_at, await model_input(await file.read()))
+        embedding = await in_thread(found.embedding, looked.encoded)
         neighbours = found.index.nearest(embedding, min(k, limits.max_similar))
         return {
             "similar": [
@@ -421,7 +471,8 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
         output: Annotated[str, Form(pattern="^(png|map)$")] = "png",
     ):
         found = model()
-        explained = await in_thread(found.explained, await model_input(await file.read()))
+        looked = await in_thread(found.looked_at, await model_input(await file.read()))
+        explained = await in_thread(found.explained, looked.encoded)
         if rank >= len(explained["classes"]):
             raise ServiceError(400, f"rank {rank}: the export maps {len(explained['classes'])}")
         style, probability = explained["classes"][rank], explained["probabilities"][rank]

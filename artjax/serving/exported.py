@@ -30,6 +30,7 @@ import hashlib
 import importlib.metadata
 import json
 import pathlib
+import shutil
 import tempfile
 import time
 from typing import Callable, NamedTuple
@@ -40,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from artjax import calibration, era, models, steps
+from artjax import calibration, checkpointing, configs, era, gate, models, steps
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 from artjax.serving import attribution, inference
@@ -472,5 +473,38 @@ def export(
             tensorflow=tf.__version__,
         ),
     )
+    record.update(_outside_the_graph(workdir, output))
     (output / EXPORT_FILE).write_text(json.dumps(record, indent=2))
     return record
+
+
+def _outside_the_graph(workdir: pathlib.Path, output: pathlib.Path) -> dict:
+    """What runs beside the model, not in its graph: finding and straightening the painting
+    (OpenCV, `artjax.finder`, with the run's `finder` settings) and the "not a painting" gate
+    (NumPy, `artjax.gate`: the run's gate.npz, copied beside the model where it has one)."""
+    first = (
+        checkpointing.fold_workdirs(workdir)[0] if checkpointing.is_cv_workdir(workdir) else workdir
+    )
+    config = configs.from_record(checkpointing.read_run(first)["config"])
+    found_gate = gate.load_if_any(workdir)
+    if found_gate is not None:
+        shutil.copyfile(workdir / gate.GATE_FILE, output / gate.GATE_FILE)
+    return dict(
+        finder=config.finder.to_dict(),
+        gate=None if found_gate is None else dict(found_gate.summary(), file=gate.GATE_FILE),
+        outside_graph=dict(
+            finder=(
+                "before the model: artjax.finder.painting_bytes(encoded, finder) gives the bytes "
+                "to judge (the straightened painting as PNG, or the upload unchanged where no "
+                "outline is found) and the outline's corners in the upload's pixels; `finder` is "
+                "this record's settings (ml_collections.ConfigDict(record['finder']))"
+            ),
+            gate=(
+                "after the model: artjax.gate.Gate.load(export_dir).distances(embed(judged)) > "
+                "threshold means the image does not look like a painting (embed: this export's "
+                "`embed` signature on the judged image)"
+                if found_gate is not None
+                else "no gate: fit one with python -m artjax.fit_gate, then export again"
+            ),
+        ),
+    )

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from artjax import calibration, checkpointing, era, models, steps, train_state
+from artjax import calibration, checkpointing, era, finder, gate, models, steps, train_state
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 
@@ -43,6 +43,13 @@ class Prediction(NamedTuple):
     uncertain: bool  # top probability below the calibrated threshold
     era_year: float | None = None  # the era head's estimate (models without one: None)
     period: str | None = None  # the estimate as a visitor reads it: "about 1870-1900"
+    # the gate (`artjax.gate`; None without one): whether it looks like a painting, and why
+    painting: bool | None = None
+    painting_distance: float | None = None
+    # the painting's outline found in the photo ((x, y) clockwise from top left; None: the
+    # finder was off), and whether one was found (False: the whole image was judged)
+    corners: list | None = None
+    found_painting: bool | None = None
 
 
 class LoadedModel(NamedTuple):
@@ -79,18 +86,32 @@ def load_models(workdir, checkpoint: str = "best", conv_impl: str | None = None)
 
 
 def _outputs_fn(loaded: LoadedModel):
-    """images -> (logits, era estimate or None) of one model, jitted."""
-    if not loaded.config.model.era_head:
-        logits = jax.jit(functools.partial(steps.view_mean_logits, loaded.model.apply))
-        return lambda images: (logits(loaded.variables, images), None)
-    both = jax.jit(functools.partial(steps.view_mean_logits, models.call_with_era(loaded.model)))
-    return lambda images: both(loaded.variables, images)
+    """images -> (logits, era estimate or None, head input [b, D]) of one model, jitted: the
+    backbone once for the heads and the embedding (the head's input, averaged over the views)."""
+    model, with_era = loaded.model, loaded.config.model.era_head
+    if not hasattr(model, "features"):  # the CNN: no separable head input, no embedding
+        logits = jax.jit(functools.partial(steps.view_mean_logits, model.apply))
+        return lambda images: (logits(loaded.variables, images), None, None)
+    heads = functools.partial(model.apply, method="classify_with_era" if with_era else "classify")
+    features_of = models.features_fn(model)
+
+    def outputs(variables, images):
+        features = features_of(variables, images, train=False)
+        found = steps.view_mean_logits(heads, variables, features)
+        logits, estimate = found if with_era else (found, None)
+        head_input = model.apply(variables, features, method="head_input")
+        if head_input.ndim == 3:
+            head_input = head_input.mean(1)
+        return logits, estimate, head_input
+
+    jitted = jax.jit(outputs)
+    return lambda images: jitted(loaded.variables, images)
 
 
 class Predictor:
     """Style probabilities of images from a workdir's checkpoint, or a CV workdir's bag."""
 
-    def __init__(self, workdir, checkpoint: str = "best"):
+    def __init__(self, workdir, checkpoint: str = "best", find_painting: bool | None = None):
         loaded = load_models(workdir, checkpoint)
         # each model's (logits, era estimate or None) of a batch: the backbone runs once for both
         self._outputs = [_outputs_fn(m) for m in loaded]
@@ -110,19 +131,36 @@ class Predictor:
         self._loss = config.multi_label_loss
         self.period_span_years = config.era.span_years
         self._preprocess = pp.compose(ip.eval_ops(config.data))
+        # finding the painting in a photo (default: the run's finder.enabled), and the gate
+        self.finder = config.finder
+        self.find_painting = config.finder.enabled if find_painting is None else find_painting
+        self.gate = gate.load_if_any(workdir)
 
     def outputs_of(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """([N, C] probabilities, [N] era estimates in years or None) of preprocessed images
         [N, H, W, 3] (or their views [N, V, H, W, 3], whose outputs are averaged): the bag's mean
         probabilities, and the mean estimate of its models that have an era head."""
-        probabilities, estimates = [], []
+        probabilities, estimates, _ = self.all_outputs_of(images)
+        return probabilities, estimates
+
+    def all_outputs_of(self, images: np.ndarray):
+        """`outputs_of`, and the [N, D] unit embeddings (the export's `embed`: the models' mean
+        head input; None for the CNN)."""
+        probabilities, estimates, inputs = [], [], []
         for outputs, fitted in zip(self._outputs, self._calibrations):
-            logits, estimate = outputs(images)
+            logits, estimate, head_input = outputs(images)
             probs = np.asarray(steps.probabilities(logits, self.multi_label, self._loss))
             probabilities.append(calibration.apply(probs, fitted, self.multi_label))
             if estimate is not None:
                 estimates.append(era.to_years(estimate))
-        return np.mean(probabilities, axis=0), (np.mean(estimates, 0) if estimates else None)
+            if head_input is not None:
+                inputs.append(np.asarray(head_input))
+        embeddings = gate.unit(np.mean(inputs, axis=0)) if inputs else None
+        return (
+            np.mean(probabilities, axis=0),
+            (np.mean(estimates, 0) if estimates else None),
+            embeddings,
+        )
 
     def probabilities_of(self, images: np.ndarray) -> np.ndarray:
         """[N, C] probabilities of preprocessed images (`outputs_of`)."""
@@ -143,28 +181,44 @@ class Predictor:
     def files_outputs(self, paths, batch_size: int = 32):
         """(probabilities [N, C], era estimates [N] in years or None, readable paths, "path: why"
         of the others) of image files."""
-        readable, images, errors = [], [], []
+        found = self.files_looked_at(paths, batch_size)
+        return found.probabilities, found.era_years, found.paths, found.errors
+
+    def looked_at(self, encoded: bytes) -> finder.Looked:
+        """What the model judges of JPEG or PNG bytes: the straightened painting where the finder
+        is on and finds one, else the bytes as given."""
+        if not self.find_painting:
+            return finder.Looked(encoded, None, None)
+        return finder.painting_bytes(encoded, self.finder)
+
+    def files_looked_at(self, paths, batch_size: int = 32) -> "FilesOutputs":
+        """The outputs of image files, each straightened where the finder finds a painting."""
+        readable, images, errors, looks = [], [], [], []
         for path in paths:
             try:
-                encoded = readable_image(path)
+                looked = self.looked_at(readable_image(path))
             except (ValueError, OSError) as e:
-                errors.append(str(e))
+                errors.append(str(e) if str(path) in str(e) else f"{path}: {e}")
                 continue
             readable.append(path)
-            images.append(self.preprocess(encoded))
+            looks.append(looked.found)
+            images.append(self.preprocess(looked.encoded))
         found = [
-            self.outputs_of(np.stack(images[i : i + batch_size]))
+            self.all_outputs_of(np.stack(images[i : i + batch_size]))
             for i in range(0, len(images), batch_size)
         ]
         probabilities = (
-            np.concatenate([p for p, _ in found])
+            np.concatenate([p for p, _, _ in found])
             if found
             else np.zeros((0, len(self.classes)), np.float32)
         )
         estimates = None
         if self.has_era:
-            estimates = np.concatenate([e for _, e in found]) if found else np.zeros(0)
-        return probabilities, estimates, readable, errors
+            estimates = np.concatenate([e for _, e, _ in found]) if found else np.zeros(0)
+        distances = None
+        if self.gate is not None and found:
+            distances = self.gate.distances(np.concatenate([m for _, _, m in found]))
+        return FilesOutputs(probabilities, estimates, readable, errors, looks, distances)
 
     def predict_file(self, path, top_k: int = 3) -> list[tuple[str, float]]:
         """[(style, probability)] best first; a file that is not an image is a ValueError naming
@@ -173,9 +227,28 @@ class Predictor:
 
     def describe_file(self, path, top_k: int = 3) -> Prediction:
         """The top-k styles (calibrated probabilities where the run was calibrated), the listed
-        genres of a multi-label model (probability >= 0.5), and whether it is uncertain."""
-        probs, estimate = self.outputs_of(self.preprocess(readable_image(path))[None])
-        return self.describe(probs[0], None if estimate is None else float(estimate[0]), top_k)
+        genres of a multi-label model (probability >= 0.5), whether it is uncertain, the found
+        outline and the gate's answer."""
+        return self.describe_encoded(readable_image(path), top_k)
+
+    def describe_encoded(self, encoded: bytes, top_k: int = 3) -> Prediction:
+        looked = self.looked_at(encoded)
+        probs, estimate, embedding = self.all_outputs_of(self.preprocess(looked.encoded)[None])
+        found = self.describe(probs[0], None if estimate is None else float(estimate[0]), top_k)
+        return self.with_looks(found, looked.found, embedding)
+
+    def with_looks(self, found: Prediction, outline, embedding) -> Prediction:
+        """`found` with the outline (None: the finder was off) and the gate's answer."""
+        if outline is not None:
+            found = found._replace(
+                corners=np.round(outline.corners, 1).tolist(), found_painting=outline.found
+            )
+        if self.gate is not None and embedding is not None:
+            distance = float(self.gate.distances(embedding)[0])
+            found = found._replace(
+                painting=distance <= self.gate.threshold, painting_distance=distance
+            )
+        return found
 
     def describe(self, probs, era_year: float | None = None, top_k: int = 3) -> Prediction:
         """A Prediction of one painting's probabilities [C] (and era estimate in years)."""
@@ -185,3 +258,12 @@ class Predictor:
         uncertain = self.uncertain_below is not None and ranked[0][1] < self.uncertain_below
         period = None if era_year is None else era.period_text(era_year, self.period_span_years)
         return Prediction(ranked, listed, uncertain, era_year, period)
+
+
+class FilesOutputs(NamedTuple):
+    probabilities: np.ndarray  # [N, C] of the readable files
+    era_years: np.ndarray | None  # [N] (models with an era head)
+    paths: list  # the readable files
+    errors: list  # "path: why" of the others
+    outlines: list  # finder.Found of each readable file (None: the finder was off)
+    distances: np.ndarray | None  # [N] the gate's distances (None: no gate)

@@ -9,6 +9,7 @@ palettes converted), upright where EXIF says the camera was turned.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -75,7 +76,10 @@ def model_bytes(raw: bytes, max_pixels: int, formats=DEFAULT_FORMATS) -> bytes:
     except UploadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise UploadError(413, f"the image is over --max_pixels={max_pixels:,}: {e}") from e
+        # one number, the flag's: Pillow's own message names its limit (twice ours) beside it
+        size = re.search(r"\((\d+) pixels\)", str(e))
+        found = f" (the image has {int(size.group(1)):,} pixels)" if size else ""
+        raise UploadError(413, f"the image is over --max_pixels={max_pixels:,}{found}") from e
     except UnidentifiedImageError as e:
         found = _identify(raw)
         if found:
