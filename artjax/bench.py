@@ -46,6 +46,8 @@ signatures at --group_sizes. --output DIR keeps (and reuses) the generated downl
 
   python -m artjax.bench photos --workdir checkpoints/<cv or run> [--scenes wall,close] \
       [--per_artist 12] [--config experiments/lite0_style.py]
+  python -m artjax.bench photos --finder_only --images 50 --config experiments/lite0_style.py \
+      --config.data.root=../shared/data/best_artworks
 
 photos: held-out paintings clean, photographed by the simulator and photographed then straightened,
 side by side (listed share, top-3, the finder's IoU and corner error, the gate's flags, images
@@ -166,13 +168,22 @@ def main(argv):
 
 
 def _bench_photos(F):
-    if not F.workdir:
+    if not F.workdir and not F.finder_only:
         raise app.UsageError("photos needs --workdir (a leave-artists-out CV, or a trained run)")
     import json
 
     from artjax import photo_benchmark
 
     config = F.config or configs.base_config()  # the simulator's and the finder's settings
+    if F.finder_only:
+        print(f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores")
+        for scene, row in photo_benchmark.finder_timing(config, F.scenes, F.images, F.seed).items():
+            print(
+                f"{scene}: {row['photos']} photos of {config.photos.width}x{config.photos.height}: "
+                f"decode, find and straighten median {row['median_ms']:.1f} ms, p90 "
+                f"{row['p90_ms']:.1f} ms (outline IoU median {row['iou_median']:.3f})"
+            )
+        return
     report = photo_benchmark.run(F.workdir, config, F.scenes, F.per_artist, F.seed)
     print(f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores")
     print(photo_benchmark.markdown(report))
@@ -359,6 +370,11 @@ if __name__ == "__main__":
     flags.DEFINE_list("scenes", ["wall", "close"], "Simulator scenes, photos.scenes (photos).")
     flags.DEFINE_integer("per_artist", 12, "Held-out paintings per artist; 0: all (photos).")
     flags.DEFINE_integer("seed", 0, "Seed of the paintings drawn and their photos (photos).")
+    flags.DEFINE_bool(
+        "finder_only",
+        False,
+        "Time the finder alone on --images photos of --config's data.root, no model (photos).",
+    )
     flags.DEFINE_bool(
         "pipeline",
         None,

@@ -273,13 +273,13 @@ def depth_curve(path, rows, title_suffix: str = "") -> None:
             np.sqrt(y * (1 - y) / r["count"]) if r["count"] else 0.0 for r, y in zip(mine, ys)
         ]
         ax.errorbar(xs, ys, yerr=errors, fmt=marker, capsize=3, label=name)
-        for r, x, y in zip(mine, xs, ys):
-            ax.annotate(
+        for i, (r, x, y) in enumerate(zip(mine, xs, ys)):
+            ax.annotate(  # alternately right and left of the points: neighbours stay legible
                 f"{r['label']}\n{y:.3f}",
                 (x, y),
                 textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
+                xytext=(8, 4) if i % 2 == 0 else (-8, -22),
+                ha="left" if i % 2 == 0 else "right",
                 fontsize=7,
             )
     ax.set_xlabel("share of the backbone's layers that train (%)")

@@ -227,3 +227,32 @@ def markdown(report: dict) -> str:
         + (f"; unavailable here: {', '.join(n['unavailable'])}" if n["unavailable"] else "")
     )
     return "\n".join(lines)
+
+
+def finder_timing(config, scenes, count: int, seed: int = 0) -> dict:
+    """The finder alone (no model): per scene, `count` paintings of `config.data.root`
+    photographed, then decoded, found and straightened (`finder.painting_bytes`), each timed."""
+    image_dir, _ = catalog.find_image_dir(ip.resolve_root(config.data)[0])
+    paths = sorted(image_dir.rglob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    chosen = [paths[i] for i in sorted(rng.choice(len(paths), count, replace=False))]
+    found = {}
+    for scene in scenes:
+        seconds, ious = [], []
+        for i, path in enumerate(chosen):
+            painting = np.asarray(Image.open(path).convert("RGB"))
+            draw = np.random.default_rng([seed, i, sum(map(ord, scene))])
+            photo = photos.photograph(painting, draw, photos.scene_config(config, scene))
+            encoded = _jpeg(photo.image)
+            finder.painting_bytes(encoded, config.finder)  # warm: OpenCV's first call
+            started = time.perf_counter()
+            looked = finder.painting_bytes(encoded, config.finder)
+            seconds.append(time.perf_counter() - started)
+            ious.append(finder.quad_iou(looked.found.corners, photo.corners))
+        found[scene] = dict(
+            median_ms=1000 * float(np.median(seconds)),
+            p90_ms=1000 * float(np.percentile(seconds, 90)),
+            iou_median=float(np.median(ious)),
+            photos=count,
+        )
+    return found

@@ -58,6 +58,8 @@ def main(argv):
         if found.found_painting:
             corners = " ".join(f"({x:.0f},{y:.0f})" for x, y in found.corners)
             line += f"  painting found at {corners}"
+        elif found.found_painting is False:
+            line += "  (no painting outline found: the whole image judged)"
         print(line)
     if failed:
         raise SystemExit(1)

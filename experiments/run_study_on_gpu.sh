@@ -18,7 +18,7 @@
 #
 # Environment: PYTHON (default python), ONLY="cnn resnet50_scratch ..." (a subset, by row name),
 # OVERRIDES="--config.a=b ..." (added to every run: the suite runs this script on CPU at tiny
-# sizes), BENCH=0 (skip `artjax.bench accelerator`).
+# sizes), BENCH=0 (skip `artjax.bench accelerator`), WIKIART=DIR (also the WikiArt rows, issue 35).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/best_artworks}
@@ -65,6 +65,21 @@ for depth in last20 last50; do
   )
 done
 
+# Issue 35, WikiArt (WIKIART=DIR: any of its three distributions, README "WikiArt"): each recipe
+# of experiments/wikiart.py on the release's own split and on the artist-disjoint one, and a
+# leave-artists-out CV of the frozen recipe. Not run without WIKIART.
+if [ -n "${WIKIART:-}" ]; then
+  ON_WIKIART="--config.data.root=$WIKIART"
+  for split in release artist; do
+    EXPERIMENTS+=(
+      "wikiart_lite0_${split}|experiments/wikiart.py:lite0,${split}|$LITE0 $ON_WIKIART"
+      "wikiart_lite0_finetune_${split}|experiments/wikiart.py:lite0_finetune,${split}|$LITE0 $ON_WIKIART"
+      "wikiart_resnet50_${split}|experiments/wikiart.py:resnet50,${split}|--config.init.checkpoint=$IMAGENET_DIR/resnet50_torchvision $ON_WIKIART"
+    )
+  done
+  CVS+=("cv_wikiart_lite0|experiments/wikiart.py:lite0|$LITE0 $ON_WIKIART")
+fi
+
 selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 mkdir -p "$OUT"
@@ -73,12 +88,12 @@ for row in "${EXPERIMENTS[@]}"; do
   IFS='|' read -r name config own <<< "$row"
   selected "$name" || continue
   case $name in
-    resnet50_imagenet|resnet50_finetune)
+    resnet50_imagenet|resnet50_finetune|wikiart_resnet50_*)
       if [ ! -d "$IMAGENET_DIR/resnet50_torchvision" ]; then
         skipped+=("$name (no $IMAGENET_DIR/resnet50_torchvision)")
         continue
       fi ;;
-    lite0_*|style_*)
+    lite0_*|style_*|wikiart_lite0_*)
       [ -d "$IMAGENET_DIR/efficientnet_lite0" ] ||
         "$PYTHON" -m artjax.port efficientnet_lite --output "$IMAGENET_DIR/efficientnet_lite0" ;;
   esac

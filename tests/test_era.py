@@ -348,9 +348,12 @@ def test_a_cvs_gate_takes_its_threshold_from_its_held_out_artists(era_cv, tmp_pa
     paintings' distances to their fold's training paintings (recomputed here from the feature
     cache with scikit-learn); each fold model then answers with its gate, and its export carries
     it."""
+    import pathlib
+
+    import pandas as pd
     from sklearn.neighbors import NearestNeighbors
 
-    from artjax import checkpointing, gate, gate_fitting
+    from artjax import checkpointing, evaluation, gate, gate_fitting
     from artjax.data import input_pipeline as ip
 
     cv, _, _, _ = era_cv
@@ -391,3 +394,27 @@ def test_a_cvs_gate_takes_its_threshold_from_its_held_out_artists(era_cv, tmp_pa
     record = exported._outside_the_graph(gated / "fold_0", tmp_path)
     assert record["gate"]["threshold"] == pytest.approx(fitted["threshold"])
     assert (tmp_path / gate.GATE_FILE).is_file() and "finder" in record["outside_graph"]
+
+    # predict prints the gate's answer with the distance and the threshold; the images report
+    # counts them
+    import skimage.data
+    from PIL import Image
+
+    wheel = tmp_path / "colour_wheel.png"
+    Image.fromarray(skimage.data.colorwheel()).save(wheel)
+    painting = image_dir / held.filenames[0]
+    result = run_command(
+        ["artjax.predict", f"--workdir={gated / 'fold_0'}", str(painting), str(wheel)], timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    for path in (painting, wheel):
+        found = predictor.describe_file(path)
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith(f"{path}: ")]
+        flagged = f"not a painting (distance {found.painting_distance:.3f} > threshold"
+        assert (flagged in line) == (found.painting is False), line
+    data_root = pathlib.Path(config.data.root)
+    report = evaluation.evaluate_images(gated / "fold_0", data_root)
+    table = pd.read_csv(gated / "fold_0" / f"eval_images_{data_root.name}" / "predictions.csv")
+    assert report["gate"]["not_a_painting"] == int(table["not_a_painting"].sum())
+    assert (table["not_a_painting"] == (table["painting_distance"] > fitted["threshold"])).all()
+    assert report["paintings_found"] == int(table["painting_found"].sum())
