@@ -1,13 +1,14 @@
 """Finding the painting in a photo and straightening it (classical: OpenCV edges, contours and
 polygon approximation; parameters in the config's `finder` section).
 
-The photo is searched at `finder.work_side`. Convex four-sided outlines between `min_area` and
-`max_area` of the photo are candidates. A frame shows as two nested outlines, its outer and inner
-edge, with an area ratio in `frame_ratio`: the inner one is the painting. A painting without a
-frame counts where the photo outside its outline is calm (a wall: edge density outside at most
-`max_outside_edges` of inside). Otherwise nothing is found and the whole image is the painting,
-so a clean reproduction passes unchanged (a painted rectangle inside a painting has busy paint
-around it, not a wall).
+The photo is searched at `finder.work_side`. Convex four-sided outlines of its edges (Canny,
+closed), between `min_area` and `max_area` of the photo, are candidates; so is, for each, where
+the even bands along its sides end (a frame whose inner edge made no outline of its own). The
+painting is the candidate with the busiest paint just inside against the calmest photo just
+outside (mean gradient magnitude in a `band` on each side, the outside at most
+`max_outside_edges` of the inside), larger ones weighing more. Where none qualifies, nothing is
+found and the whole image is the painting, so a clean reproduction passes unchanged (a painted
+rectangle inside a painting has busy paint around it, not a frame or a wall).
 
 `straighten` warps the found outline to a rectangle of the painting's own aspect ratio (the mean
 lengths of opposite sides), at most `output_side` pixels on its longer side.
@@ -107,11 +108,6 @@ def _inner_edge(gray: np.ndarray, quad: np.ndarray, finder) -> np.ndarray | None
     )
     back = cv2.perspectiveTransform(inner[None], np.linalg.inv(matrix))[0]
     return order_corners(back)
-
-
-def _inside(inner: np.ndarray, outer: np.ndarray) -> bool:
-    contour = outer.reshape(-1, 1, 2).astype(np.float32)
-    return all(cv2.pointPolygonTest(contour, tuple(map(float, p)), False) >= 0 for p in inner)
 
 
 def _contrast(energy: np.ndarray, quad: np.ndarray, finder) -> float | None:
