@@ -25,10 +25,11 @@ def _embeddings(model, variables, features: np.ndarray) -> np.ndarray:
     return gate.unit(found.mean(1) if found.ndim == 3 else found)
 
 
-def painting_embeddings(workdir, files=None) -> tuple[np.ndarray, list[str], ip.PreparedData]:
-    """(unit embeddings [n, D], their files, the run's data) of `files` (default: the run's
-    train and val paintings, and the photo views it trained on) by the model of a run's best
-    checkpoint."""
+def painting_embeddings(workdir, held=()) -> tuple:
+    """(unit embeddings [n, D] of the run's train and val paintings and of the photo views it
+    trained on, their keys, the embeddings of `held` (other paintings of its class set; None
+    without), the run's data), by the model of a run's best checkpoint: the run, its data and its
+    feature cache are read once for both sets."""
     config, run, state, _ = train_state.load_run(workdir, "best")
     if not hasattr(models.create_model(config.model, len(run["classes"])), "features"):
         raise ValueError(
@@ -36,9 +37,7 @@ def painting_embeddings(workdir, files=None) -> tuple[np.ndarray, list[str], ip.
             "efficientnet_lite), not the CNN's"
         )
     data = ip.prepare_data(config.data, config.seed)
-    references = files is None
-    if references:
-        files = sorted(data.members["train"] | data.members["val"])
+    files = sorted(data.members["train"] | data.members["val"])
     model, plan = train_state.build_model(config, len(run["classes"]))
     variables = {"params": state.params}
     if state.batch_stats:
@@ -48,27 +47,28 @@ def painting_embeddings(workdir, files=None) -> tuple[np.ndarray, list[str], ip.
         cached = feature_batches.read_cache(
             config.freeze.feature_cache, feature_batches.cache_identity(config)
         )
-    missing = sorted(set(files) - set(cached))
+    missing = sorted((set(files) | set(held)) - set(cached))
     if missing:
         compute = trainer.feature_pass(config, model, state, jax.local_device_count())
         computed = compute(ip.with_images(data, "gate", missing), "gate")
         cached = dict(cached)
         cached.update(zip((f.decode() for f in computed["filename"]), computed["features"]))
         hooks.report(f"backbone features of {len(missing)} paintings computed for the gate")
-    features = [cached[f] for f in files]
-    if references:
-        # a run trained on photo views (data.photo_views) knows its paintings as photos too:
-        # those views join the references (their keys name the painting and the view)
-        views = [
-            key
-            for f in files
-            if f in data.members["train"]
-            for k in range(config.data.photo_views)
-            if (key := feature_batches.photo_key(config, f, k)) in cached
-        ]
-        features += [cached[k] for k in views]
-        files = list(files) + views
-    return _embeddings(model, variables, np.stack(features)), list(files), data
+    # a run trained on photo views (data.photo_views) knows its paintings as photos too: those
+    # views join the references (their keys name the painting and the view)
+    views = [
+        key
+        for f in files
+        if f in data.members["train"]
+        for k in range(config.data.photo_views)
+        if (key := feature_batches.photo_key(config, f, k)) in cached
+    ]
+    keys = files + views
+    references = _embeddings(model, variables, np.stack([cached[k] for k in keys]))
+    held_embeddings = (
+        _embeddings(model, variables, np.stack([cached[f] for f in held])) if held else None
+    )
+    return references, keys, held_embeddings, data
 
 
 def fit_cv(cv_workdir, config_gate) -> dict:
@@ -78,11 +78,10 @@ def fit_cv(cv_workdir, config_gate) -> dict:
     folds, every = [], {}
     for fold_dir in checkpointing.fold_workdirs(cv_workdir):
         held, _ = _heldout_of(fold_dir)
-        embeddings, files, data = painting_embeddings(fold_dir)
-        held_embeddings, held_files, _ = painting_embeddings(fold_dir, held)
+        embeddings, files, held_embeddings, data = painting_embeddings(fold_dir, held)
         every.update(zip(files, embeddings))
-        every.update(zip(held_files, held_embeddings))
-        folds.append((fold_dir.name, held_embeddings, ip.artists_of(data, held_files), embeddings))
+        every.update(zip(held, held_embeddings))
+        folds.append((fold_dir.name, held_embeddings, ip.artists_of(data, held), embeddings))
         hooks.report(f"gate: {fold_dir.name}, {len(held)} held-out paintings")
     fitted = gate.fit_cv(folds, config_gate.k, config_gate.percentile)
     gate.write_cv(cv_workdir, fitted)
@@ -112,7 +111,7 @@ def _heldout_of(fold_dir) -> tuple[list[str], dict]:
 def fit_run(workdir, from_cv: str) -> gate.Gate:
     """A run's gate: its train and val paintings as references, the CV's threshold."""
     fitted = gate.read_cv(from_cv)
-    embeddings, _, _ = painting_embeddings(workdir)
+    embeddings, _, _, _ = painting_embeddings(workdir)
     source = f"{fitted['percentile']:g}th percentile of the held-out artists of {from_cv}"
     found = gate.Gate(
         embeddings, int(fitted["k"]), fitted["threshold"], fitted["percentile"], source

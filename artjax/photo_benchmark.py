@@ -40,9 +40,10 @@ def _units(workdir) -> list[tuple[str, list[str]]]:
     return [(str(workdir), sorted(data.members["test"]))]
 
 
-def _jpeg(image: np.ndarray, quality: int = 92) -> bytes:
+def _encoded(image: np.ndarray, fmt: str = "JPEG") -> bytes:
+    """An image as a visitor uploads it: a phone's JPEG (quality 92), or a PNG."""
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    Image.fromarray(image).save(buffer, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return buffer.getvalue()
 
 
@@ -105,7 +106,7 @@ def run(workdir, config, scenes, per_artist: int, seed: int = 0) -> dict:
             for scene in scenes:
                 draw = np.random.default_rng([seed, i, len(scene), sum(map(ord, scene))])
                 photo = photos.photograph(painting, draw, photos.scene_config(config, scene))
-                as_uploaded = _jpeg(photo.image)
+                as_uploaded = _encoded(photo.image)
                 encoded[scene].append(as_uploaded)
                 started = time.perf_counter()
                 looked = finder.painting_bytes(as_uploaded, config.finder)
@@ -129,7 +130,7 @@ def run(workdir, config, scenes, per_artist: int, seed: int = 0) -> dict:
         if predictor.gate is not None:
             predictor.find_painting = True
             for name, image in sample:
-                described = predictor.describe_encoded(_png(image))
+                described = predictor.describe_encoded(_encoded(image, "PNG"))
                 not_painting.append(
                     dict(
                         unit=unit,
@@ -185,12 +186,6 @@ def run(workdir, config, scenes, per_artist: int, seed: int = 0) -> dict:
     )
 
 
-def _png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def markdown(report: dict) -> str:
     def f(v, digits=3):
         return "-" if v is None else f"{v:.{digits}f}"
@@ -243,7 +238,7 @@ def finder_timing(config, scenes, count: int, seed: int = 0) -> dict:
             painting = np.asarray(Image.open(path).convert("RGB"))
             draw = np.random.default_rng([seed, i, sum(map(ord, scene))])
             photo = photos.photograph(painting, draw, photos.scene_config(config, scene))
-            encoded = _jpeg(photo.image)
+            encoded = _encoded(photo.image)
             finder.painting_bytes(encoded, config.finder)  # warm: OpenCV's first call
             started = time.perf_counter()
             looked = finder.painting_bytes(encoded, config.finder)

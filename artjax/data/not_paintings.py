@@ -127,7 +127,7 @@ def _bare_wall(rng) -> np.ndarray:
     from artjax.data import photos
 
     p = configs.base_config().photos
-    wall = photos._wall(p, rng, 800, 600)
+    wall = photos.wall(p, rng, 800, 600)
     return photos.photometric(wall.astype(np.uint8), rng, p)
 
 

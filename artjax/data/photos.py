@@ -108,7 +108,8 @@ def _wall_to_photo(p, rng, painting_wh, photo_wh, share: float) -> np.ndarray:
     return place @ projected
 
 
-def _wall(p, rng, width: int, height: int) -> np.ndarray:
+def wall(p, rng, width: int, height: int) -> np.ndarray:
+    """A bare wall: an even colour with a faint plaster texture (float, 0-255)."""
     base = rng.uniform(150, 235) * rng.uniform(0.92, 1.05, 3)
     # a faint plaster texture: low-resolution noise, upsampled
     texture = rng.normal(0, 4, (height // 40 + 2, width // 40 + 2, 1)).astype(np.float32)
@@ -190,7 +191,7 @@ def photograph(painting: np.ndarray, rng: np.random.Generator, config) -> Photo:
     homography = to_photo @ shift
     warped = cv2.warpPerspective(canvas, homography, (width, height), flags=cv2.INTER_LINEAR)
     coverage = cv2.warpPerspective(mask, homography, (width, height), flags=cv2.INTER_LINEAR)
-    photo = _wall(p, rng, width, height)
+    photo = wall(p, rng, width, height)
     photo = photo * (1 - coverage[..., None]) + warped * coverage[..., None]
     corners = cv2.perspectiveTransform(
         np.array([[[0, 0], [pw, 0], [pw, ph], [0, ph]]], np.float64), to_photo
