@@ -336,9 +336,9 @@ def set_up(config, workdir) -> Setup:
     start_step = int(state.step)
     if transfer.uses_cached_features(config, plan):
         batches = cached_feature_batches(data, config, model, state, num_devices, start_step)
-    elif data.partial_labels or config.coral_weight:
+    elif config.coral_weight:
         raise ValueError(
-            "data.partial_labels and coral_weight train on a frozen backbone's cached features "
+            "coral_weight trains on a frozen backbone's cached features "
             "(freeze.trainable=head, freeze.cache_features=True, data.augment_enabled=False)"
         )
     else:

@@ -53,7 +53,8 @@ EXPERIMENTS+=(
 )
 # ... and on unseen painters: leave-artists-out CVs of `all` (5 folds, the same folds in every
 # row) at every depth with Adam, then the era as a shared target (without it, at three times its
-# weight) at the partial depths. Each writes OUT/<name>/cv_report.md; rerunning resumes.
+# weight) and multi-genre artists as partial labels at the partial depths. Each writes
+# OUT/<name>/cv_report.md; rerunning resumes.
 CVS=()
 for depth in head top_conv last20 last50 whole; do
   CVS+=("cv_style_all_${depth}_adam|experiments/style.py:all,${depth},adam|$LITE0")
@@ -62,6 +63,7 @@ for depth in last20 last50; do
   CVS+=(
     "cv_style_all_${depth}_adam_noera|experiments/style.py:all,${depth},adam,noera|$LITE0"
     "cv_style_all_${depth}_adam_era3|experiments/style.py:all,${depth},adam,era3|$LITE0"
+    "cv_style_all_${depth}_adam_partial|experiments/style.py:all,${depth},adam,partial|$LITE0"
   )
 done
 

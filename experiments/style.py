@@ -23,6 +23,8 @@ Variants (comma-separated, one of each group):
   statistics everywhere; only the trainable layers' BatchNorm scales and offsets learn);
 - `photos`: training images also pass through the gallery-photo simulator
   (`data.photometric_augment`, its parameters in the `photos` section);
+- `partial`: multi-genre artists (Gauguin, Kahlo, Klimt, Titian) train too, on the total
+  probability of their listed styles (`data.partial_labels`); folds and scoring are unchanged;
 - `synthetic`: the embedded set at 64 px, a smoke run.
 
 Training views: a crop of 40-60% of the painting's sides anywhere inside it, mirrored half the
@@ -51,6 +53,7 @@ VARIANTS = (
     "era3",
     "bn_trainable",
     "photos",
+    "partial",
     "synthetic",
 )
 
@@ -81,6 +84,7 @@ def get_config(arg: str | None = None):
     config.data.views = "crops"
     config.data.crop_fraction = 0.5
     config.data.photometric_augment = "photos" in variants
+    config.data.partial_labels = "partial" in variants
     config.freeze.batch_norm = "trainable" if "bn_trainable" in variants else "frozen"
     config.model.era_head = "noera" not in variants
     config.model.era_bins = 32  # 25-year bins from 1200 (model.era_bin_start, era_bin_years)

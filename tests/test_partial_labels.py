@@ -59,3 +59,28 @@ def test_multi_genre_artists_train_and_nothing_else_moves(synthetic_root, tmp_pa
     test_rows = [r for r in data.rows if r.filename in data.members["test"]]
     assert ip.numpy_labels(data, test_rows).ndim == 1
     assert data.counts["train"][cubism] == without.counts["train"][cubism] + 3
+
+
+def test_the_image_pipeline_gives_partial_labels_by_filename(synthetic_root, tmp_path):
+    """A trainable backbone trains on images: their labels are numpy_labels' targets (the
+    multi-genre painter's list both classes), and the scored splits keep class indices."""
+    config = make_config(synthetic_root, tmp_path / "prepared")
+    config.data.partial_labels = True
+    data = ip.prepare_data(config.data, 0)
+    listed = {}
+    for split, dtype in (("train", np.float32), ("val", np.int32)):
+        rows = [r for r in data.rows if r.filename in data.members[split]]
+        expected = dict(zip((r.filename for r in rows), ip.numpy_labels(data, rows)))
+        found = {
+            ex["filename"].decode(): ex["label"]
+            for ex in ip.split_dataset(data, split).as_numpy_iterator()
+        }
+        assert found.keys() == expected.keys()
+        for name, label in found.items():
+            assert label.dtype == dtype
+            np.testing.assert_array_equal(label, expected[name], err_msg=name)
+        listed[split] = found
+    artist = {r.filename: r.artist for r in data.rows}
+    assert {n for n, label in listed["train"].items() if label.sum() == 2} == {
+        n for n in listed["train"] if artist[n] == MULTI
+    }

@@ -393,7 +393,8 @@ def _lookup(keys, values, default, value_dtype) -> tf.lookup.StaticHashTable:
 
 def split_dataset(data: PreparedData, split: str) -> tf.data.Dataset:
     """Undecoded examples of one of the run's splits (or of another file set in `data.members`):
-    `label` indexes `data.classes`, or is the multi-hot vector over them for a multi-label set."""
+    `label` indexes `data.classes`, or is the multi-hot vector over them for a multi-label set
+    or a split with partial labels (`numpy_labels`)."""
     if split not in data.members:
         raise ValueError(f"split {split!r} is not one of {tuple(data.members)}")
     ds = data.builder.as_dataset(
@@ -405,7 +406,15 @@ def split_dataset(data: PreparedData, split: str) -> tf.data.Dataset:
     member = _lookup(files, [1] * len(files), 0, tf.int32)
     ds = ds.filter(lambda ex: tf.equal(member.lookup(ex["filename"]), 1))
     index_of = _lookup(data.classes, range(len(data.classes)), -1, tf.int32)
-    if data.multi_label:
+    rows = [r for r in data.rows if r.filename in data.members[split]]
+    if not data.multi_label and any(data.is_partial(r) for r in rows):
+        # partial labels (training only): every row's multi-hot target, as numpy_labels gives it
+        targets = tf.constant(numpy_labels(data, rows), tf.float32)
+        row_of = _lookup([r.filename for r in rows], range(len(rows)), -1, tf.int32)
+
+        def label(ex):
+            return tf.gather(targets, row_of.lookup(ex["filename"]))
+    elif data.multi_label:
         num_classes = len(data.classes)
 
         def label(ex):
