@@ -245,12 +245,80 @@ def depth_rows(runs, cvs) -> list[dict]:
             if kind == "seen":
                 value, count = report["accuracy"], report["images"]
             else:
-                value, count = report["artists"]["macro_share_listed"], None
+                value, count = report["pooled"]["artists"]["macro_share_listed"], None
             label, share = trainable_share(w)
             rows.append(
                 dict(kind=kind, workdir=str(w), label=label, share=share, value=value, count=count)
             )
     return rows
+
+
+def _epochs(workdir: pathlib.Path) -> list[dict]:
+    """The per-epoch records (with validation) of a training workdir's metrics.jsonl."""
+    return [m for m in checkpointing.read_metrics(workdir) if "val_accuracy" in m]
+
+
+def _training(workdirs) -> tuple[float, list[float]]:
+    """(training minutes summed over the workdirs, mean validation accuracy by epoch)."""
+    curves = [[m["val_accuracy"] for m in _epochs(w)] for w in workdirs]
+    minutes = sum(m.get("epoch_seconds", 0.0) for w in workdirs for m in _epochs(w)) / 60
+    length = min(len(c) for c in curves)
+    return minutes, [float(np.mean([c[i] for c in curves])) for i in range(length)]
+
+
+def depth_table(runs, cvs) -> str:
+    """Markdown tables of the unfreezing curve's points: each run's evaluated test split (seen
+    painters) and each CV's held-out artists (unseen painters), with their training curves."""
+    import json
+
+    lines = []
+    if runs:
+        lines += [
+            "| run | trainable share | test accuracy | balanced | macro F1 | ECE raw -> calibrated "
+            "| era: mean distance to the period, macro over artists (within 25 y) "
+            "| training minutes | validation accuracy by epoch |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for w in map(pathlib.Path, runs):
+            r = json.loads((w / "eval_test/report.json").read_text())
+            era = r.get("era", {}).get("macro_over_artists", {})
+            cal = r["calibration"]
+            minutes, curve = _training([w])
+            lines.append(
+                f"| {w.name} | {trainable_share(w)[1]:.1%} | {r['accuracy']:.3f} "
+                f"| {r['balanced_accuracy']:.3f} | {r['macro']['f1']:.3f} "
+                f"| {cal['ece']:.3f} -> {cal.get('ece_calibrated', float('nan')):.3f} "
+                f"| {era.get('mae_to_period', float('nan')):.0f} y "
+                f"({era.get('share_within_25', float('nan')):.2f}) | {minutes:.1f} "
+                f"| {' '.join(f'{v:.3f}' for v in curve)} |"
+            )
+    if cvs:
+        lines += [
+            "",
+            "| CV | trainable share | listed share, macro over held-out artists | per fold "
+            "(mean ± std) | of the paintings | era: mean distance to the period (within 25 y) "
+            "| ECE raw -> cross-fitted | training minutes, all folds "
+            "| validation accuracy by epoch, mean of folds |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for w in map(pathlib.Path, cvs):
+            r = json.loads((w / "cv_report.json").read_text())
+            folds = json.loads((w / "cv.json").read_text())["fold_workdirs"]
+            share = r["fold_summary"]["macro_share_listed"]
+            era = r.get("era", {}).get("overall", {})
+            cal = r["heldout_calibration"]
+            minutes, curve = _training([w / f for f in folds])
+            lines.append(
+                f"| {w.name} | {trainable_share(w)[1]:.1%} "
+                f"| **{r['pooled']['artists']['macro_share_listed']:.3f}** "
+                f"| {share['mean']:.3f} ± {share['std']:.3f} "
+                f"| {r['pooled']['artists']['overall_share_listed']:.3f} "
+                f"| {era.get('mae_to_period', float('nan')):.0f} y "
+                f"({era.get('share_within_25', float('nan')):.2f}) "
+                f"| {cal['ece']:.3f} -> {cal.get('ece_cross_fitted', float('nan')):.3f} "
+                f"| {minutes:.1f} | {' '.join(f'{v:.3f}' for v in curve)} |"
+            )
+    return "\n".join(lines)
 
 
 def depth_curve(path, rows, title_suffix: str = "") -> None:
@@ -308,6 +376,7 @@ def main(argv) -> None:
         )
     depth_curve(pathlib.Path(F.output), rows, F.title_suffix)
     print(f"wrote {F.output}")
+    print(depth_table(F.runs, F.cvs))
 
 
 if __name__ == "__main__":

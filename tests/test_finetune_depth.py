@@ -3,6 +3,7 @@ a trainable backbone, random crops inside the painting that follow the seed, the
 simulator wired into training, and experiments/style.py's choices."""
 
 import functools
+import json
 import sys
 import types
 
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 from flax import traverse_util
 
-from artjax import configs, era, steps, train_state, trainer, transfer
+from artjax import configs, era, figures, steps, train_state, trainer, transfer
 from artjax.data import augment
 from artjax.data import input_pipeline as ip
 from tests.conftest import make_config
@@ -225,3 +226,46 @@ def test_the_style_experiment_names_every_choice():
     assert changed.freeze.batch_norm == "trainable" and changed.data.photometric_augment
     with pytest.raises(ValueError, match="choose one of .*'last20', 'last50'"):
         configs.load("experiments/style.py:last20,last50")
+
+
+def _epochs_file(workdir, val_accuracies, seconds):
+    workdir.mkdir(parents=True)
+    lines = [
+        json.dumps({"step": i, "epoch": i + 1, "val_accuracy": v, "epoch_seconds": seconds})
+        for i, v in enumerate(val_accuracies)
+    ]
+    (workdir / "metrics.jsonl").write_text("\n".join(lines))
+
+
+def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp_path, monkeypatch):
+
+    monkeypatch.setattr(figures, "trainable_share", lambda w: ("last 20%", 0.204))
+    run, cv = tmp_path / "six_last20", tmp_path / "cv_last20"
+    _epochs_file(run, [0.8, 0.9], 60.0)
+    (run / "eval_test").mkdir()
+    era = {"overall": {"mae_to_period": 30.4, "share_within_25": 0.6}}
+    era["macro_over_artists"] = {"mae_to_period": 26.0, "share_within_25": 0.85}
+    report = dict(accuracy=0.913, balanced_accuracy=0.824, macro={"f1": 0.845}, images=230)
+    report.update(era=era, calibration={"ece": 0.124, "ece_calibrated": 0.033})
+    (run / "eval_test/report.json").write_text(json.dumps(report))
+    _epochs_file(cv / "fold_0", [0.5, 0.7], 30.0)
+    _epochs_file(cv / "fold_1", [0.7, 0.9], 90.0)
+    (cv / "cv.json").write_text(json.dumps({"fold_workdirs": ["fold_0", "fold_1"]}))
+    artists = {"macro_share_listed": 0.311, "overall_share_listed": 0.27}
+    cv_report = dict(pooled={"artists": artists}, era=era)
+    cv_report["fold_summary"] = {"macro_share_listed": {"mean": 0.32, "std": 0.05}}
+    cv_report["heldout_calibration"] = {"ece": 0.2, "ece_cross_fitted": 0.021}
+    (cv / "cv_report.json").write_text(json.dumps(cv_report))
+
+    rows = figures.depth_rows([run], [cv])
+    assert [(r["kind"], r["value"], r["count"]) for r in rows] == [
+        ("seen", 0.913, 230),
+        ("unseen", 0.311, None),
+    ]
+    table = figures.depth_table([run], [cv]).splitlines()
+    seen = next(line for line in table if line.startswith("| six_last20 "))
+    assert "| 0.913 | 0.824 | 0.845 | 0.124 -> 0.033 | 26 y (0.85) | 2.0 | 0.800 0.900 |" in seen
+    unseen = next(line for line in table if line.startswith("| cv_last20 "))
+    # two folds: minutes summed (1 + 3), validation accuracy averaged by epoch
+    assert "| **0.311** | 0.320 ± 0.050 | 0.270 | 30 y (0.60) | 0.200 -> 0.021 | 4.0 |" in unseen
+    assert unseen.endswith("| 0.600 0.800 |")
