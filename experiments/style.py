@@ -30,8 +30,10 @@ Variants (comma-separated, one of each group):
 Training views: a crop of 40-60% of the painting's sides anywhere inside it, mirrored half the
 time (`data.train_views=random_crops`, `data.random_crop`), every artist of a style drawn equally
 often; evaluation and prediction average the logits of the four corners and the centre at half
-the sides (`data.views=crops`), as lite0_style.py does. The default depth `last20` is the study's
-fine-tuning share, not yet chosen on the leave-artists-out CV (RESULTS.md, "Fine-tuning depth").
+the sides (`data.views=crops`), as lite0_style.py does. The default depth `last20` scored best
+of the trainable shares measured on the 3-fold leave-artists-out CV of `all` on a CPU
+(`top_conv`, `last20`), but no better than the frozen recipe of lite0_style.py, which stays the
+project's recipe (RESULTS.md, "Fine-tuning depth").
 The runs a GPU should make are in experiments/run_study_on_gpu.sh (ONLY=finetune_depth).
 """
 
