@@ -266,6 +266,15 @@ def _training(workdirs) -> tuple[float, list[float]]:
     return minutes, [float(np.mean([c[i] for c in curves])) for i in range(length)]
 
 
+def _era_cell(era: dict) -> str:
+    nan = float("nan")
+    return f"{era.get('mae_to_period', nan):.0f} y ({era.get('share_within_25', nan):.2f})"
+
+
+def _curve_cell(curve) -> str:
+    return " ".join(f"{v:.3f}" for v in curve)
+
+
 def depth_table(runs, cvs) -> str:
     """Markdown tables of the unfreezing curve's points: each run's evaluated test split (seen
     painters) and each CV's held-out artists (unseen painters), with their training curves."""
@@ -288,9 +297,7 @@ def depth_table(runs, cvs) -> str:
                 f"| {w.name} | {trainable_share(w)[1]:.1%} | {r['accuracy']:.3f} "
                 f"| {r['balanced_accuracy']:.3f} | {r['macro']['f1']:.3f} "
                 f"| {cal['ece']:.3f} -> {cal.get('ece_calibrated', float('nan')):.3f} "
-                f"| {era.get('mae_to_period', float('nan')):.0f} y "
-                f"({era.get('share_within_25', float('nan')):.2f}) | {minutes:.1f} "
-                f"| {' '.join(f'{v:.3f}' for v in curve)} |"
+                f"| {_era_cell(era)} | {minutes:.1f} | {_curve_cell(curve)} |"
             )
     if cvs:
         lines += [
@@ -313,10 +320,9 @@ def depth_table(runs, cvs) -> str:
                 f"| **{r['pooled']['artists']['macro_share_listed']:.3f}** "
                 f"| {share['mean']:.3f} ± {share['std']:.3f} "
                 f"| {r['pooled']['artists']['overall_share_listed']:.3f} "
-                f"| {era.get('mae_to_period', float('nan')):.0f} y "
-                f"({era.get('share_within_25', float('nan')):.2f}) "
+                f"| {_era_cell(era)} "
                 f"| {cal['ece']:.3f} -> {cal.get('ece_cross_fitted', float('nan')):.3f} "
-                f"| {minutes:.1f} | {' '.join(f'{v:.3f}' for v in curve)} |"
+                f"| {minutes:.1f} | {_curve_cell(curve)} |"
             )
     return "\n".join(lines)
 
@@ -355,7 +361,7 @@ def depth_curve(path, rows, title_suffix: str = "") -> None:
     ax.set_xlim(-5, 105)
     values = [r["value"] for r in rows] or [0.5]
     ax.set_ylim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.05))
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center right")
     ax.set_title(f"EfficientNet-Lite0: how much of the backbone learns{title_suffix}", fontsize=9)
     _save(fig, path)
 
