@@ -267,8 +267,9 @@ def _training(workdirs) -> tuple[float, list[float]]:
 
 
 def _era_cell(era: dict) -> str:
-    nan = float("nan")
-    return f"{era.get('mae_to_period', nan):.0f} y ({era.get('share_within_25', nan):.2f})"
+    if not era:  # no era head
+        return "-"
+    return f"{era['mae_to_period']:.0f} y ({era['share_within_25']:.2f})"
 
 
 def _curve_cell(curve) -> str:
@@ -290,7 +291,7 @@ def depth_table(runs, cvs) -> str:
         ]
         for w in map(pathlib.Path, runs):
             r = json.loads((w / "eval_test/report.json").read_text())
-            era = r.get("era", {}).get("macro_over_artists", {})
+            era = (r.get("era") or {}).get("macro_over_artists", {})
             cal = r["calibration"]
             minutes, curve = _training([w])
             lines.append(
@@ -312,7 +313,7 @@ def depth_table(runs, cvs) -> str:
             r = json.loads((w / "cv_report.json").read_text())
             folds = json.loads((w / "cv.json").read_text())["fold_workdirs"]
             share = r["fold_summary"]["macro_share_listed"]
-            era = r.get("era", {}).get("overall", {})
+            era = (r.get("era") or {}).get("overall", {})
             cal = r["heldout_calibration"]
             minutes, curve = _training([w / f for f in folds])
             lines.append(

@@ -269,3 +269,6 @@ def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp
     # two folds: minutes summed (1 + 3), validation accuracy averaged by epoch
     assert "| **0.311** | 0.320 ± 0.050 | 0.270 | 30 y (0.60) | 0.200 -> 0.021 | 4.0 |" in unseen
     assert unseen.endswith("| 0.600 0.800 |")
+    cv_report["era"] = None  # a CV without the era head (style.py:noera)
+    (cv / "cv_report.json").write_text(json.dumps(cv_report))
+    assert "| 0.270 | - | 0.200 -> 0.021 |" in figures.depth_table([], [cv])
