@@ -260,8 +260,9 @@ def _epochs(workdir: pathlib.Path) -> list[dict]:
 
 def _training(workdirs) -> tuple[float, list[float]]:
     """(training minutes summed over the workdirs, mean validation accuracy by epoch)."""
-    curves = [[m["val_accuracy"] for m in _epochs(w)] for w in workdirs]
-    minutes = sum(m.get("epoch_seconds", 0.0) for w in workdirs for m in _epochs(w)) / 60
+    epochs = [_epochs(w) for w in workdirs]
+    curves = [[m["val_accuracy"] for m in e] for e in epochs]
+    minutes = sum(m.get("epoch_seconds", 0.0) for e in epochs for m in e) / 60
     length = min(len(c) for c in curves)
     return minutes, [float(np.mean([c[i] for c in curves])) for i in range(length)]
 
@@ -276,11 +277,14 @@ def _curve_cell(curve) -> str:
     return " ".join(f"{v:.3f}" for v in curve)
 
 
-def depth_table(runs, cvs) -> str:
-    """Markdown tables of the unfreezing curve's points: each run's evaluated test split (seen
-    painters) and each CV's held-out artists (unseen painters), with their training curves."""
+def depth_table(rows) -> str:
+    """Markdown tables of the unfreezing curve's points (`depth_rows`): each run's evaluated test
+    split (seen painters) and each CV's held-out artists (unseen painters), with their training
+    curves."""
     import json
 
+    runs = [r for r in rows if r["kind"] == "seen"]
+    cvs = [r for r in rows if r["kind"] == "unseen"]
     lines = []
     if runs:
         lines += [
@@ -289,13 +293,14 @@ def depth_table(runs, cvs) -> str:
             "| training minutes | validation accuracy by epoch |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
-        for w in map(pathlib.Path, runs):
+        for row in runs:
+            w = pathlib.Path(row["workdir"])
             r = json.loads((w / "eval_test/report.json").read_text())
             era = (r.get("era") or {}).get("macro_over_artists", {})
             cal = r["calibration"]
             minutes, curve = _training([w])
             lines.append(
-                f"| {w.name} | {trainable_share(w)[1]:.1%} | {r['accuracy']:.3f} "
+                f"| {w.name} | {row['share']:.1%} | {r['accuracy']:.3f} "
                 f"| {r['balanced_accuracy']:.3f} | {r['macro']['f1']:.3f} "
                 f"| {cal['ece']:.3f} -> {cal.get('ece_calibrated', float('nan')):.3f} "
                 f"| {_era_cell(era)} | {minutes:.1f} | {_curve_cell(curve)} |"
@@ -309,7 +314,8 @@ def depth_table(runs, cvs) -> str:
             "| validation accuracy by epoch, mean of folds |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
-        for w in map(pathlib.Path, cvs):
+        for row in cvs:
+            w = pathlib.Path(row["workdir"])
             r = json.loads((w / "cv_report.json").read_text())
             folds = json.loads((w / "cv.json").read_text())["fold_workdirs"]
             share = r["fold_summary"]["macro_share_listed"]
@@ -317,8 +323,8 @@ def depth_table(runs, cvs) -> str:
             cal = r["heldout_calibration"]
             minutes, curve = _training([w / f for f in folds])
             lines.append(
-                f"| {w.name} | {trainable_share(w)[1]:.1%} "
-                f"| **{r['pooled']['artists']['macro_share_listed']:.3f}** "
+                f"| {w.name} | {row['share']:.1%} "
+                f"| **{row['value']:.3f}** "
                 f"| {share['mean']:.3f} ± {share['std']:.3f} "
                 f"| {r['pooled']['artists']['overall_share_listed']:.3f} "
                 f"| {_era_cell(era)} "
@@ -383,7 +389,7 @@ def main(argv) -> None:
         )
     depth_curve(pathlib.Path(F.output), rows, F.title_suffix)
     print(f"wrote {F.output}")
-    print(depth_table(F.runs, F.cvs))
+    print(depth_table(rows))
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp
         ("seen", 0.913, 230),
         ("unseen", 0.311, None),
     ]
-    table = figures.depth_table([run], [cv]).splitlines()
+    table = figures.depth_table(rows).splitlines()
     seen = next(line for line in table if line.startswith("| six_last20 "))
     assert "| 0.913 | 0.824 | 0.845 | 0.124 -> 0.033 | 26 y (0.85) | 2.0 | 0.800 0.900 |" in seen
     unseen = next(line for line in table if line.startswith("| cv_last20 "))
@@ -271,4 +271,4 @@ def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp
     assert unseen.endswith("| 0.600 0.800 |")
     cv_report["era"] = None  # a CV without the era head (style.py:noera)
     (cv / "cv_report.json").write_text(json.dumps(cv_report))
-    assert "| 0.270 | - | 0.200 -> 0.021 |" in figures.depth_table([], [cv])
+    assert "| 0.270 | - | 0.200 -> 0.021 |" in figures.depth_table(figures.depth_rows([], [cv]))

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -391,6 +392,13 @@ def _lookup(keys, values, default, value_dtype) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(init, default_value=default)
 
 
+def _of_row(rows, values) -> Callable:
+    """ex -> `values[i]` (float32) of the row i among `rows` whose filename is ex's."""
+    table = tf.constant(values, tf.float32)
+    index = _lookup([r.filename for r in rows], range(len(rows)), -1, tf.int32)
+    return lambda ex: tf.gather(table, index.lookup(ex["filename"]))
+
+
 def split_dataset(data: PreparedData, split: str) -> tf.data.Dataset:
     """Undecoded examples of one of the run's splits (or of another file set in `data.members`):
     `label` indexes `data.classes`, or is the multi-hot vector over them for a multi-label set
@@ -409,11 +417,7 @@ def split_dataset(data: PreparedData, split: str) -> tf.data.Dataset:
     rows = [r for r in data.rows if r.filename in data.members[split]]
     if not data.multi_label and any(data.is_partial(r) for r in rows):
         # partial labels (training only): every row's multi-hot target, as numpy_labels gives it
-        targets = tf.constant(numpy_labels(data, rows), tf.float32)
-        row_of = _lookup([r.filename for r in rows], range(len(rows)), -1, tf.int32)
-
-        def label(ex):
-            return tf.gather(targets, row_of.lookup(ex["filename"]))
+        label = _of_row(rows, numpy_labels(data, rows))
     elif data.multi_label:
         num_classes = len(data.classes)
 
@@ -578,10 +582,8 @@ def era_targets_op(data: PreparedData, split: str):
     """Adds `era`: each example's artist's active period (`era.targets`, [2] in era units), by
     its filename."""
     rows = [r for r in data.rows if r.filename in data.members[split]]
-    targets = era.targets([r.artist for r in rows], artist_periods(data))
-    index = _lookup([r.filename for r in rows], range(len(rows)), -1, tf.int32)
-    table = tf.constant(targets, tf.float32)
-    return lambda ex: {**ex, "era": tf.gather(table, index.lookup(ex["filename"]))}
+    era_of = _of_row(rows, era.targets([r.artist for r in rows], artist_periods(data)))
+    return lambda ex: {**ex, "era": era_of(ex)}
 
 
 def drawn_by_artist(ds: tf.data.Dataset, data: PreparedData, config) -> tf.data.Dataset:
