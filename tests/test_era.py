@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from artjax import configs, crossval, era, models, steps, train_state
+from artjax import configs, crossval, era, gate, models, steps, train_state
 from artjax.data import catalog, feature_batches
 from artjax.serving import app as gallery
 from artjax.serving import exported, inference
@@ -238,13 +238,18 @@ def test_predictor_predict_and_export_give_the_period(era_cv, era_export, synthe
     )
     np.testing.assert_allclose(served["era_year"].numpy(), years, atol=1e-2)
     np.testing.assert_allclose(served["probabilities"].numpy(), probabilities, atol=1e-4)
+    # the gate's embedding from the same pass: the head's input as Flax's interceptor records it
+    (model,) = inference.load_models(fold)
+    head_input = models.head_inputs(model.model, model.variables, images)
+    np.testing.assert_allclose(served["embedding"].numpy(), gate.unit(head_input), atol=1e-4)
     assert [s.decode() for s in served["period"].numpy()] == [
         era.period_text(y, 30) for y in served["era_year"].numpy()
     ]
 
     model = gallery.GalleryModel(out, max_batch=2)
-    (probs, year), *_ = model.predictions([paths[0].read_bytes()])
-    described = model.describe(probs, 3, year)
+    (one,) = model.predictions([paths[0].read_bytes()])
+    year = one.era_year
+    described = model.describe(one.probabilities, 3, year)
     assert described["period"] == era.period_text(year, 30)
     assert year == pytest.approx(years[0], abs=1e-2)
 
@@ -353,7 +358,7 @@ def test_a_cvs_gate_takes_its_threshold_from_its_held_out_artists(era_cv, tmp_pa
     import pandas as pd
     from sklearn.neighbors import NearestNeighbors
 
-    from artjax import checkpointing, evaluation, gate, gate_fitting
+    from artjax import checkpointing, evaluation, gate_fitting
     from artjax.data import input_pipeline as ip
 
     cv, _, _, _ = era_cv

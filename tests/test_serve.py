@@ -268,12 +268,41 @@ def test_a_photo_is_straightened_and_a_non_painting_is_an_answer_not_an_error(
     assert [t["style"] for t in found["top_k"]] == [s for s, _ in expected.ranked]
     np.testing.assert_allclose(found["corners"], expected.corners, atol=0.1)
 
-    answer = upload(client, "/v1/predict", not_a_painting(), content_type="image/png")
+    # the gate measures the embedding of the prediction's own pass: no second call of `embed`
+    gallery = client.app.state.gallery["model"]
+    embedded, embedding = [], gallery.embedding
+    gallery.embedding = lambda encoded: embedded.append(encoded) or embedding(encoded)
+    try:
+        answer = upload(client, "/v1/predict", not_a_painting(), content_type="image/png")
+    finally:
+        del gallery.embedding  # the method again
+    assert embedded == []
+    looked = gallery.looked_at(not_a_painting())
+    distance = float(gallery.gate.distances(gallery.embedding(looked.encoded))[0])
+    assert answer.json()["painting_distance"] == pytest.approx(distance, abs=1e-4)
     assert answer.status_code == 200, answer.text
     assert answer.json()["painting"] is False
     assert answer.json()["painting_distance"] > answer.json()["painting_threshold"]
     meta = client.get("/v1/models/gallery").json()["metadata"]
     assert meta["gate"]["threshold"] == pytest.approx(answer.json()["painting_threshold"], abs=1e-4)
+
+
+def test_an_export_without_the_embedding_output_still_gates_through_embed(export_dir):
+    # exports from before serve_encoded gave the embedding: the gate embeds the image itself
+    from artjax.serving import app
+
+    model = app.GalleryModel(export_dir)
+    looked = model.looked_at(not_a_painting())
+    (served,) = model.predictions([looked.encoded])
+    serve = model._signatures["serve_encoded"]
+    older = lambda **kw: {k: v for k, v in serve(**kw).items() if k != "embedding"}
+    model._signatures = {**model._signatures, "serve_encoded": older}
+    (old,) = model.predictions([looked.encoded])
+    assert old.embedding is None and served.embedding is not None
+    np.testing.assert_allclose(old.probabilities, served.probabilities, atol=1e-6)
+    assert model.looks(looked, None)["painting_distance"] == pytest.approx(
+        model.looks(looked, served.embedding)["painting_distance"], abs=1e-4
+    )
 
 
 def test_a_batch_formed_from_concurrent_requests_equals_one_request_at_a_time(

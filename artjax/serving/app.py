@@ -36,7 +36,7 @@ import io
 import logging
 import pathlib
 import time
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import ml_collections
 import numpy as np
@@ -125,6 +125,14 @@ def batch_sizes(max_batch: int) -> tuple[int, ...]:
     return tuple(sorted({2**i for i in range(max(max_batch, 1).bit_length())} | {max_batch}))
 
 
+class Served(NamedTuple):
+    """What serve_encoded gives for one image."""
+
+    probabilities: np.ndarray  # [C]
+    era_year: float | None  # with an era head
+    embedding: np.ndarray | None  # [D], the gate's; None from exports before it was an output
+
+
 class GalleryModel:
     """The export's SavedModel, its record (export.json) and its collection index, if any;
     predictions in batches of at most `max_batch`."""
@@ -163,16 +171,25 @@ class GalleryModel:
                 self._serve([encoded] * size)
                 self.warm_sizes = tuple(sorted({*self.warm_sizes, size}))
 
-    def _serve(self, encoded: list[bytes]) -> list[tuple[np.ndarray, float | None]]:
+    def _serve(self, encoded: list[bytes]) -> list[Served]:
         found = self._signatures["serve_encoded"](encoded=tf.constant(encoded))
+        count = len(encoded)
         probabilities = found["probabilities"].numpy()
-        if "era_year" not in found:
-            return [(p, None) for p in probabilities]
-        return list(zip(probabilities, found["era_year"].numpy().astype(float).tolist()))
+        years = found["era_year"].numpy().astype(float).tolist() if "era_year" in found else None
+        # exports from before serve_encoded gave the embedding: the gate calls `embed`
+        embeddings = found["embedding"].numpy() if "embedding" in found else None
+        return [
+            Served(
+                probabilities[i],
+                None if years is None else years[i],
+                None if embeddings is None else embeddings[i],
+            )
+            for i in range(count)
+        ]
 
-    def predictions(self, encoded: list[bytes]) -> list[tuple[np.ndarray, float | None]]:
-        """(probabilities [C], era estimate in years or None) of each of `encoded`: padded to
-        the next warm batch size, in chunks of the largest (all sizes before any is warm)."""
+    def predictions(self, encoded: list[bytes]) -> list[Served]:
+        """The probabilities, era estimate and embedding of each of `encoded`: padded to the
+        next warm batch size, in chunks of the largest (all sizes before any is warm)."""
         sizes = self.warm_sizes or self.batch_sizes
         found = []
         for start in range(0, len(encoded), sizes[-1]):
@@ -183,7 +200,7 @@ class GalleryModel:
 
     def probabilities(self, encoded: list[bytes]) -> np.ndarray:
         """[len(encoded), C]: the probabilities of `predictions`."""
-        return np.stack([p for p, _ in self.predictions(encoded)])
+        return np.stack([served.probabilities for served in self.predictions(encoded)])
 
     @staticmethod
     def decoded(encoded: bytes):
@@ -226,8 +243,9 @@ class GalleryModel:
             return finder.Looked(encoded, whole, image)
         return finder.painting_bytes(encoded, self.finder)
 
-    def looks(self, looked: finder.Looked) -> dict:
-        """The outline, the judged image and the gate's answer, as a prediction carries them."""
+    def looks(self, looked: finder.Looked, embedding: np.ndarray | None = None) -> dict:
+        """The outline, the judged image and the gate's answer, as a prediction carries them; the
+        gate measures `embedding` (the prediction's, from the same pass), or embeds the image."""
         preview = Image.fromarray(looked.painting)
         preview.thumbnail((320, 320))
         buffer = io.BytesIO()
@@ -242,7 +260,9 @@ class GalleryModel:
             "painting_threshold": None,
         }
         if self.gate is not None:
-            distance = float(self.gate.distances(self.embedding(looked.encoded))[0])
+            if embedding is None:
+                embedding = self.embedding(looked.encoded)
+            distance = float(self.gate.distances(embedding)[0])
             found.update(
                 painting=distance <= self.gate.threshold,
                 painting_distance=round(distance, 4),
@@ -349,7 +369,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     def undecodable(e: tf.errors.OpError) -> ServiceError:
         return ServiceError(400, f"TensorFlow could not decode the image ({e.message})")
 
-    async def predicted(encoded: bytes) -> tuple[np.ndarray, float | None]:
+    async def predicted(encoded: bytes) -> Served:
         try:
             return await state["batcher"].submit(encoded)
         except batching.QueueFull as e:
@@ -419,11 +439,11 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
         looked = [await in_thread(found.looked_at, await model_input(raw)) for raw in raws]
         outputs = await asyncio.gather(*(predicted(one.encoded) for one in looked))
         predictions = []
-        for (p, era_year), one in zip(outputs, looked):
-            described = found.describe(p, limits.top_k, era_year)
+        for served, one in zip(outputs, looked):
+            described = found.describe(served.probabilities, limits.top_k, served.era_year)
             top_class = described["top_k"][0]["style"]
-            tf_outputs = {"probabilities": p.tolist(), "classes": found.classes}
-            looks = await in_thread(found.looks, one)
+            tf_outputs = {"probabilities": served.probabilities.tolist(), "classes": found.classes}
+            looks = await in_thread(found.looks, one, served.embedding)
             predictions.append({**tf_outputs, "top_class": top_class, **described, **looks})
         return {"predictions": predictions}
 
@@ -431,9 +451,9 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     async def predict(file: Annotated[UploadFile, File(description="a photo of a painting")]):
         found = model()
         looked = await in_thread(found.looked_at, await model_input(await file.read()))
-        probabilities, era_year = await predicted(looked.encoded)
-        looks = await in_thread(found.looks, looked)
-        return {**found.describe(probabilities, limits.top_k, era_year), **looks}
+        served = await predicted(looked.encoded)
+        looks = await in_thread(found.looks, looked, served.embedding)
+        return {**found.describe(served.probabilities, limits.top_k, served.era_year), **looks}
 
     @app.post("/v1/similar", summary="The most similar paintings of the collection")
     async def similar(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1)] = 8):

@@ -16,7 +16,8 @@ Signatures (the whole list, with shapes, is in export.json's `signatures`):
   SavedModel  serving_default  images uint8 [N, H, W, 3], any H and W (resized inside) ->
                                probabilities, classes, top_class; with an era head also era_year
                                and period ("about 1870-1900")
-              serve_encoded    encoded string [N]: JPEG or PNG bytes (decoded inside)
+              serve_encoded    encoded string [N]: JPEG or PNG bytes (decoded inside) -> the
+                               same, and the embedding (the gate's, from the same pass)
               embed            images -> embedding [N, D], L2-normalized
               explain          images -> the top-k classes and a Grad-CAM map of each, at H x W
   TFLite      the same without serve_encoded, on images uint8 [N, S, S, 3] at the model's size S
@@ -41,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from artjax import calibration, checkpointing, configs, era, gate, models, steps
+from artjax import calibration, checkpointing, configs, era, gate, steps
 from artjax.data import input_pipeline as ip
 from artjax.data import preprocess as pp
 from artjax.serving import attribution, inference
@@ -70,10 +71,10 @@ class ModelFunctions(NamedTuple):
     The weights are an argument, not constants of the functions, so that an export holds them once
     (as variables) for all its signatures and platforms."""
 
-    probabilities: Callable  # (weights, views) -> [N, C]
-    # (weights, views) -> ([N, C], era estimates in years [N]), where a model has an era head
-    probabilities_and_era: Callable | None
-    embed: Callable  # (weights, views) -> [N, D], unit length
+    # (weights, views) -> {"probabilities": [N, C], "embedding": [N, D] of unit length, and
+    # "era_year": [N] where a model has an era head}
+    outputs: Callable
+    embed: Callable  # (weights, views) -> the embedding alone
     explain: Callable  # (weights, whole, class ids [N, k]) -> Grad-CAM maps [N, k, S, S]
     weights: list  # each model's variables (params, batch_stats)
     info: dict
@@ -97,31 +98,31 @@ def model_functions(
         for m in loaded
     ]
 
-    def probabilities_and_era(weights, views):
-        """The bag's probabilities, and the mean era estimate of its models with an era head
-        (one backbone pass per model for both)."""
-        found, years = [], []
-        for m, variables in zip(loaded, weights):
-            if m.config.model.era_head:
-                apply = models.call_with_era(m.model)
-                logits, estimate = steps.view_mean_logits(apply, variables, views)
-                years.append(estimate * era.SCALE + era.ORIGIN)
-            else:
-                logits = steps.view_mean_logits(m.model.apply, variables, views)
+    has_era = any(m.config.model.era_head for m in loaded)
+    per_model = [inference.model_outputs(m, cnn_head_input=True) for m in loaded]
+
+    def outputs(weights, views):
+        """The bag's probabilities, the unit embedding (the mean of its models' head inputs) and,
+        where models have an era head, their mean era estimate in years: one backbone pass per
+        model for all of them."""
+        found, years, inputs = [], [], []
+        for m, model_outputs, variables in zip(loaded, per_model, weights):
+            logits, estimate, head_input = model_outputs(variables, views)
             p = steps.probabilities(logits, multi_label, config.multi_label_loss)
             found.append(calibration.apply(p, m.calibration, multi_label, xp=jnp))
-        mean_years = jnp.mean(jnp.stack(years), axis=0) if years else None
-        return jnp.mean(jnp.stack(found), axis=0), mean_years
+            if estimate is not None:
+                years.append(estimate * era.SCALE + era.ORIGIN)
+            inputs.append(head_input)
+        mean = lambda xs: jnp.mean(jnp.stack(xs), axis=0)
+        embedding = mean(inputs)  # unit length, as gate.unit makes it
+        norm = jnp.linalg.norm(embedding, axis=-1, keepdims=True)
+        result = {"probabilities": mean(found), "embedding": embedding / jnp.maximum(norm, 1e-12)}
+        if years:
+            result["era_year"] = mean(years)
+        return result
 
-    def probabilities(weights, views):
-        return probabilities_and_era(weights, views)[0]
-
-    has_era = any(m.config.model.era_head for m in loaded)
-
-    def embed(weights, views):
-        found = [models.head_inputs(m.model, v, views) for m, v in zip(loaded, weights)]
-        found = jnp.mean(jnp.stack(found), axis=0)
-        return found / jnp.maximum(jnp.linalg.norm(found, axis=-1, keepdims=True), 1e-12)
+    def embed(weights, views):  # XLA drops the heads, which nothing reads here
+        return outputs(weights, views)["embedding"]
 
     def explain(weights, whole, targets):
         maps = []
@@ -158,9 +159,7 @@ def model_functions(
         if has_era
         else None,
     )
-    return ModelFunctions(
-        probabilities, probabilities_and_era if has_era else None, embed, explain, weights, info
-    )
+    return ModelFunctions(outputs, embed, explain, weights, info)
 
 
 def period_text(years, span_years: int):
@@ -271,26 +270,25 @@ class _Converted(tf.Module):
             which.append(index[key])
         self._weights = [tf.Variable(x, trainable=False) for x in distinct]
         weights = lambda: jax.tree.unflatten(tree, [self._weights[i] for i in which])
-        self.probabilities = _converted(fns.probabilities, weights, platforms)
-        self.probabilities_and_era = (
-            _converted(fns.probabilities_and_era, weights, platforms)
-            if fns.probabilities_and_era
-            else None
-        )
+        # One program for the probabilities, the era and the embedding (the heads cost nothing
+        # beside the backbone); a signature returns the outputs it names.
+        self.outputs = _converted(fns.outputs, weights, platforms)
         self._era = fns.info["era"]
-        self.embed = _converted(fns.embed, weights, platforms)
         self.explain = _converted(fns.explain, weights, platforms, inputs=2)
         self._classes = tf.constant(fns.info["classes"])
         self._top_k = fns.info["top_k"]
 
-    def predicted(self, views, strings: bool = True) -> dict:
-        """TF Serving's outputs (`strings`: with the class names), and with an era head the
-        estimate in years and as a period."""
-        if self.probabilities_and_era is None:
-            p, years = self.probabilities(views), None
-        else:
-            p, years = self.probabilities_and_era(views)
+    def embed(self, views):
+        return self.outputs(views)["embedding"]
+
+    def predicted(self, views, strings: bool = True, embedding: bool = False) -> dict:
+        """TF Serving's outputs (`strings`: with the class names), with an era head the estimate
+        in years and as a period, and the `embedding` where asked."""
+        outputs = self.outputs(views)
+        p, years = outputs["probabilities"], outputs.get("era_year")
         found = {"probabilities": p}
+        if embedding:
+            found["embedding"] = outputs["embedding"]
         if strings:
             found["classes"] = tf.broadcast_to(self._classes, tf.shape(p))
             found["top_class"] = tf.gather(self._classes, tf.argmax(p, axis=-1))
@@ -303,7 +301,7 @@ class _Converted(tf.Module):
     def explained(self, views, whole) -> dict:
         """The top-k classes (TensorFlow's top_k, which TFLite has: ties to the lower id) and
         the Grad-CAM map of each."""
-        top_p, top = tf.math.top_k(self.probabilities(views), self._top_k)
+        top_p, top = tf.math.top_k(self.outputs(views)["probabilities"], self._top_k)
         return {
             "class_ids": top,
             "classes": tf.gather(self._classes, top),
@@ -347,8 +345,8 @@ def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
         lambda images: module.predicted(_each(images, views_of_images, shape)),
         input_signature=[images],
     )
-    module.serve_encoded = _signature(
-        lambda encoded: module.predicted(_each(encoded, views_of_encoded, shape)),
+    module.serve_encoded = _signature(  # the gallery's call: the gate's embedding in the same pass
+        lambda encoded: module.predicted(_each(encoded, views_of_encoded, shape), embedding=True),
         input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
     )
     module.embed_images = _signature(
@@ -502,7 +500,8 @@ def _outside_the_graph(workdir: pathlib.Path, output: pathlib.Path) -> dict:
             gate=(
                 "after the model: artjax.gate.Gate.load(export_dir).distances(embed(judged)) > "
                 "threshold means the image does not look like a painting (embed: this export's "
-                "`embed` signature on the judged image)"
+                "`embed` signature on the judged image, or the `embedding` that serve_encoded "
+                "gives with its probabilities)"
                 if found_gate is not None
                 else "no gate: fit one with python -m artjax.fit_gate, then export again"
             ),

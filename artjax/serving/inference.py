@@ -12,6 +12,7 @@ import pathlib
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 from PIL import Image
@@ -85,13 +86,20 @@ def load_models(workdir, checkpoint: str = "best", conv_impl: str | None = None)
     return loaded
 
 
-def _outputs_fn(loaded: LoadedModel):
-    """images -> (logits, era estimate or None, head input [b, D]) of one model, jitted: the
-    backbone once for the heads and the embedding (the head's input, averaged over the views)."""
+def model_outputs(loaded: LoadedModel, cnn_head_input: bool = False):
+    """(variables, images) -> (logits, era estimate or None, head input [b, D] or None) of one
+    model: the backbone once for the heads and the head input (averaged over the views), which
+    is the embedding's part. The CNN has no separable head input: its own is a second pass
+    (`models.head_inputs`), made only where asked (`cnn_head_input`: an export's embedding)."""
     model, with_era = loaded.model, loaded.config.model.era_head
-    if not hasattr(model, "features"):  # the CNN: no separable head input, no embedding
-        logits = jax.jit(functools.partial(steps.view_mean_logits, model.apply))
-        return lambda images: (logits(loaded.variables, images), None, None)
+    if not hasattr(model, "features"):
+
+        def cnn_outputs(variables, images):
+            logits = steps.view_mean_logits(model.apply, variables, images)
+            head_input = models.head_inputs(model, variables, images) if cnn_head_input else None
+            return logits, None, head_input
+
+        return cnn_outputs
     heads = functools.partial(model.apply, method="classify_with_era" if with_era else "classify")
     features_of = models.features_fn(model)
 
@@ -102,9 +110,14 @@ def _outputs_fn(loaded: LoadedModel):
         head_input = model.apply(variables, features, method="head_input")
         if head_input.ndim == 3:
             head_input = head_input.mean(1)
-        return logits, estimate, head_input
+        return logits, estimate, head_input.astype(jnp.float32)
 
-    jitted = jax.jit(outputs)
+    return outputs
+
+
+def _outputs_fn(loaded: LoadedModel):
+    """`model_outputs` of images, jitted, with the model's own variables."""
+    jitted = jax.jit(model_outputs(loaded))
     return lambda images: jitted(loaded.variables, images)
 
 
