@@ -223,11 +223,16 @@ def trainable_share(workdir) -> tuple[str, float]:
     paths, _ = transfer.layer_paths(model, config.data.image_size)
     backbone = [p for p in paths if p.split("/")[0] not in transfer.HEADS]
     trained = [p for p in the_plan.trainable if p.split("/")[0] not in transfer.HEADS]
-    f = config.freeze
-    label = {"last_fraction": f"last {f.fraction:.0%}", "all": "whole"}.get(
-        f.trainable, f.trainable
+    return depth_label(config.freeze), len(trained) / len(backbone)
+
+
+def depth_label(freeze) -> str:
+    """A point's name on the curve: the trainable share, and for a head trained on cached
+    features (the frozen recipe: fixed views, no random crops) that it was."""
+    label = {"last_fraction": f"last {freeze.fraction:.0%}", "all": "whole"}.get(
+        freeze.trainable, freeze.trainable
     )
-    return label, len(trained) / len(backbone)
+    return f"{label}, cached views" if freeze.feature_cache else label
 
 
 def depth_rows(runs, cvs) -> list[dict]:
@@ -336,36 +341,44 @@ def depth_table(rows) -> str:
 
 def depth_curve(path, rows, title_suffix: str = "") -> None:
     """Accuracy on seen painters (a fixed test split, with its binomial standard error) and the
-    listed share on unseen ones (a leave-artists-out CV) against the share of the backbone that
-    trains."""
+    listed share on unseen ones (a leave-artists-out CV) at each trainable share of the backbone,
+    in order: one place per depth (0% and 2% would overlap on a linear axis), each named with its
+    share."""
     fig = new_figure(figsize=(7, 4.5))
     ax = fig.subplots()
+    depths = sorted({(r["share"], r["label"]) for r in rows})
+    place = {depth: i for i, depth in enumerate(depths)}
     styles = {
-        "seen": ("o-", "seen painters: accuracy, fixed test split"),
-        "unseen": ("s--", "unseen painters: listed share, leave-artists-out CV"),
+        "seen": ("o-", "seen painters: accuracy, fixed test split", (0, 7)),
+        "unseen": ("s--", "unseen painters: listed share, leave-artists-out CV", (0, -15)),
     }
-    for kind, (marker, name) in styles.items():
-        mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["share"])
+    for kind, (marker, name, offset) in styles.items():
+        mine = sorted(
+            (r for r in rows if r["kind"] == kind), key=lambda r: place[(r["share"], r["label"])]
+        )
         if not mine:
             continue
-        xs, ys = [100 * r["share"] for r in mine], [r["value"] for r in mine]
+        xs = [place[(r["share"], r["label"])] for r in mine]
+        ys = [r["value"] for r in mine]
         # a binomial standard error where the points are paintings (a test split)
         errors = [
             np.sqrt(y * (1 - y) / r["count"]) if r["count"] else 0.0 for r, y in zip(mine, ys)
         ]
         ax.errorbar(xs, ys, yerr=errors, fmt=marker, capsize=3, label=name)
-        for i, (r, x, y) in enumerate(zip(mine, xs, ys)):
-            ax.annotate(  # alternately right and left of the points: neighbours stay legible
-                f"{r['label']}\n{y:.3f}",
+        for x, y in zip(xs, ys):
+            ax.annotate(
+                f"{y:.3f}",
                 (x, y),
                 textcoords="offset points",
-                xytext=(8, 4) if i % 2 == 0 else (-8, -22),
-                ha="left" if i % 2 == 0 else "right",
+                xytext=offset,
+                ha="center",
                 fontsize=7,
             )
-    ax.set_xlabel("share of the backbone's layers that train (%)")
+    ax.set_xticks(range(len(depths)))
+    ax.set_xticklabels([f"{label}\n{share:.0%}" for share, label in depths], fontsize=8)
+    ax.set_xlabel("the backbone's layers that train (share of its layers), in order")
     ax.set_ylabel("share of paintings given their style")
-    ax.set_xlim(-5, 105)
+    ax.set_xlim(-0.5, len(depths) - 0.5)
     values = [r["value"] for r in rows] or [0.5]
     ax.set_ylim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.05))
     ax.legend(fontsize=8, loc="center right")

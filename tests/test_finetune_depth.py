@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from flax import traverse_util
+from PIL import Image
 
 from artjax import configs, era, figures, steps, train_state, trainer, transfer
 from artjax.data import augment
@@ -61,6 +62,24 @@ def test_each_depth_names_a_growing_trainable_share():
         transfer.apply_depth(ml_collections.ConfigDict(dict(freeze=_freeze())), "last30")
     with pytest.raises(ValueError, match="no top convolution.*'conv1'"):
         transfer.plan(_freeze(trainable="top_conv"), ("conv1", "bn1", "head"), frozenset())
+
+
+def test_the_curve_names_each_depth_and_the_cached_views_recipe():
+    names = {}
+    for depth in transfer.DEPTHS:
+        config = ml_collections.ConfigDict(dict(freeze=_freeze()))
+        transfer.apply_depth(config, depth)
+        names[depth] = figures.depth_label(config.freeze)
+    assert names == {
+        "head": "head",
+        "top_conv": "top_conv",
+        "last20": "last 20%",
+        "last50": "last 50%",
+        "whole": "whole",
+    }
+    # the frozen recipe's head on cached features is not the head on random crops
+    cached = _freeze(trainable="head", feature_cache="checkpoints/feature_cache")
+    assert figures.depth_label(cached) == "head, cached views"
 
 
 def _era_config(tmp_path, depth: str):
@@ -269,6 +288,10 @@ def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp
     # two folds: minutes summed (1 + 3), validation accuracy averaged by epoch
     assert "| **0.311** | 0.320 ± 0.050 | 0.270 | 30 y (0.60) | 0.200 -> 0.021 | 4.0 |" in unseen
     assert unseen.endswith("| 0.600 0.800 |")
+    # one place per depth on the figure's axis, named with its share: the run and the CV meet
+    figures.depth_curve(tmp_path / "curve.png", rows)
+    with Image.open(tmp_path / "curve.png") as image:
+        assert image.format == "PNG"
     cv_report["era"] = None  # a CV without the era head (style.py:noera)
     (cv / "cv_report.json").write_text(json.dumps(cv_report))
     assert "| 0.270 | - | 0.200 -> 0.021 |" in figures.depth_table(figures.depth_rows([], [cv]))
