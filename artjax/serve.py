@@ -3,9 +3,9 @@
   python -m artjax.serve --model EXPORT_DIR [--host 127.0.0.1] [--port 8000] [--name artjax]
   python -m artjax.serve --workdir checkpoints/<run>   # exports to a temp folder first (needs JAX)
 
-Serving an export imports TensorFlow alone. Limits and batching are flags (--max_bytes,
---max_pixels, --formats, --max_batch, --max_wait_ms, --max_queue); README, "For museum and
-education tools".
+Serving an export imports TensorFlow alone. Limits, batching and the memory of recent uploads
+are flags (--max_bytes, --max_pixels, --formats, --max_batch, --max_wait_ms, --max_queue,
+--recent_uploads); README, "For museum and education tools".
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main(argv):
         max_batch=F.max_batch,
         max_wait_ms=F.max_wait_ms,
         max_queue=F.max_queue,
+        recent_uploads=F.recent_uploads,
     )
     with tempfile.TemporaryDirectory() as scratch:
         model = F.model
@@ -64,5 +65,11 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_batch", 16, "Most images in one model call (1: no batching).")
     flags.DEFINE_float("max_wait_ms", 5.0, "How long a request waits for others to batch with.")
     flags.DEFINE_integer("max_queue", 256, "Requests waiting for the model before 503s.")
+    flags.DEFINE_integer(
+        "recent_uploads",
+        32,
+        "Uploads whose found painting and embedding are kept in memory, so that /v1/explain and "
+        "/v1/similar of an upload just predicted do not find and embed it again (0: none).",
+    )
     flags.DEFINE_string("log_level", "info", "uvicorn's log level.")
     app.run(main)

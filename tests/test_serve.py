@@ -287,6 +287,52 @@ def test_a_photo_is_straightened_and_a_non_painting_is_an_answer_not_an_error(
     assert meta["gate"]["threshold"] == pytest.approx(answer.json()["painting_threshold"], abs=1e-4)
 
 
+def test_predict_then_similar_and_explain_find_and_embed_an_upload_once(client, real_data_root):
+    # the page's three calls on one upload: the finder and the embedding run for the first alone
+    gallery = client.app.state.gallery["model"]
+    painting = np.asarray(Image.open(real_paintings(real_data_root, 3)[2]).convert("RGB"))
+    config = configs.base_config()
+    config.photos.width, config.photos.height = 640, 480
+    photo = photos.photograph(
+        painting, np.random.default_rng(11), photos.scene_config(config, "wall")
+    )
+    upload_bytes = as_bytes(Image.fromarray(photo.image), "JPEG")
+    calls = {"looked_at": [], "embedding": []}
+    for name, fn in [(name, getattr(gallery, name)) for name in calls]:
+        setattr(gallery, name, lambda x, name=name, fn=fn: calls[name].append(1) or fn(x))
+    try:
+        predicted = upload(client, "/v1/predict", upload_bytes)
+        similar = upload(client, "/v1/similar", upload_bytes, k="3")
+        explained = upload(client, "/v1/explain", upload_bytes, output="map")
+        assert (len(calls["looked_at"]), len(calls["embedding"])) == (1, 0)
+        assert {r.status_code for r in (predicted, similar, explained)} == {200}
+    finally:
+        del gallery.looked_at, gallery.embedding  # the methods again
+    # the same answers as finding and embedding the upload afresh
+    looked = gallery.looked_at(upload_bytes)
+    expected = gallery.index.nearest(gallery.embedding(looked.encoded), 3)
+    assert [n["id"] for n in similar.json()["similar"]] == [i for i, _ in expected]
+    np.testing.assert_allclose(
+        [n["similarity"] for n in similar.json()["similar"]], [v for _, v in expected], atol=1e-4
+    )
+    assert explained.json()["style"] == gallery.explained(looked.encoded)["classes"][0]
+    np.testing.assert_allclose(predicted.json()["corners"], looked.found.corners, atol=0.1)
+
+
+def test_recent_uploads_forget_the_oldest_and_none_are_kept_at_size_zero():
+    from artjax.serving import app
+
+    recent = app.RecentUploads(2)
+    recent.of(b"first")["looked"] = 1
+    recent.of(b"second")["looked"] = 2
+    assert recent.of(b"first") == {"looked": 1}  # now the most recent
+    recent.of(b"third")
+    assert len(recent) == 2 and recent.of(b"second") == {}  # forgotten: the oldest
+    none = app.RecentUploads(0)
+    none.of(b"first")["looked"] = 1
+    assert len(none) == 0 and none.of(b"first") == {}
+
+
 def test_an_export_without_the_embedding_output_still_gates_through_embed(export_dir):
     # exports from before serve_encoded gave the embedding: the gate embeds the image itself
     from artjax.serving import app

@@ -30,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import dataclasses
+import hashlib
 import io
 import logging
 import pathlib
@@ -63,6 +65,32 @@ class Limits:
     max_queue: int = 256  # requests waiting for the model; beyond: 503
     top_k: int = 3
     max_similar: int = 48
+    recent_uploads: int = 32  # uploads whose judged painting and embedding are kept (0: none)
+
+
+class RecentUploads:
+    """What is known of the last `size` uploads, by their bytes: the judged painting (the
+    finder's work) and its embedding. The page sends each upload to /v1/predict and then to
+    /v1/explain and /v1/similar, which so find the painting and embed it once between them.
+    Used on the event loop only."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._known: collections.OrderedDict[bytes, dict] = collections.OrderedDict()
+
+    def of(self, encoded: bytes) -> dict:
+        """The record of `encoded` (empty the first time), now the most recent; the oldest
+        beyond `size` are forgotten."""
+        key = hashlib.sha256(encoded).digest()
+        known = self._known.pop(key, {})
+        if self.size > 0:
+            self._known[key] = known
+            while len(self._known) > self.size:
+                self._known.popitem(last=False)
+        return known
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 class ServiceError(Exception):
@@ -299,6 +327,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     """The service for the export at `export_dir`, served as model `name`. The model loads (and
     warms up) in a thread at startup: /healthz answers at once, /readyz once it is ready."""
     state: dict = {"model": None, "error": None}
+    recent = RecentUploads(limits.recent_uploads)
 
     def load():
         try:
@@ -383,6 +412,22 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
         except tf.errors.OpError as e:
             raise undecodable(e) from None
 
+    async def judged(found: GalleryModel, raw: bytes) -> tuple[finder.Looked, dict]:
+        """The painting to judge in an upload, and the record of what is known of it (found
+        once per upload among the recent ones)."""
+        encoded = await model_input(raw)
+        known = recent.of(encoded)
+        if "looked" not in known:
+            known["looked"] = await in_thread(found.looked_at, encoded)
+        return known["looked"], known
+
+    async def prediction(found: GalleryModel, raw: bytes) -> tuple[finder.Looked, Served]:
+        looked, known = await judged(found, raw)
+        served = await predicted(looked.encoded)
+        if served.embedding is not None:
+            known["embedding"] = served.embedding
+        return looked, served
+
     @app.get("/healthz", summary="The process is alive")
     async def healthz():
         return {"status": "alive"}
@@ -436,10 +481,9 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
                 raws.append(base64.b64decode(value["b64"], validate=True))
             except (TypeError, KeyError, binascii.Error):
                 raise ServiceError(400, f"instances[{i}] is not {{'b64': base64 bytes}}") from None
-        looked = [await in_thread(found.looked_at, await model_input(raw)) for raw in raws]
-        outputs = await asyncio.gather(*(predicted(one.encoded) for one in looked))
+        answers = await asyncio.gather(*(prediction(found, raw) for raw in raws))
         predictions = []
-        for served, one in zip(outputs, looked):
+        for one, served in answers:
             described = found.describe(served.probabilities, limits.top_k, served.era_year)
             top_class = described["top_k"][0]["style"]
             tf_outputs = {"probabilities": served.probabilities.tolist(), "classes": found.classes}
@@ -450,8 +494,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     @app.post("/v1/predict", summary="The styles of an uploaded painting")
     async def predict(file: Annotated[UploadFile, File(description="a photo of a painting")]):
         found = model()
-        looked = await in_thread(found.looked_at, await model_input(await file.read()))
-        served = await predicted(looked.encoded)
+        looked, served = await prediction(found, await file.read())
         looks = await in_thread(found.looks, looked, served.embedding)
         return {**found.describe(served.probabilities, limits.top_k, served.era_year), **looks}
 
@@ -460,9 +503,10 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
         found = model()
         if found.index is None:
             raise ServiceError(404, "this export has no collection index (artjax.export --index)")
-        looked = await in_thread(found.looked_at, await model_input(await file.read()))
-        embedding = await in_thread(found.embedding, looked.encoded)
-        neighbours = found.index.nearest(embedding, min(k, limits.max_similar))
+        looked, known = await judged(found, await file.read())
+        if "embedding" not in known:  # not predicted before: embed it here
+            known["embedding"] = await in_thread(found.embedding, looked.encoded)
+        neighbours = found.index.nearest(known["embedding"], min(k, limits.max_similar))
         return {
             "similar": [
                 {
@@ -491,7 +535,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
         output: Annotated[str, Form(pattern="^(png|map)$")] = "png",
     ):
         found = model()
-        looked = await in_thread(found.looked_at, await model_input(await file.read()))
+        looked, _ = await judged(found, await file.read())
         explained = await in_thread(found.explained, looked.encoded)
         if rank >= len(explained["classes"]):
             raise ServiceError(400, f"rank {rank}: the export maps {len(explained['classes'])}")
