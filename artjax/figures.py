@@ -339,6 +339,12 @@ def depth_table(rows) -> str:
     return "\n".join(lines)
 
 
+def depth_places(rows) -> list[tuple[float, str]]:
+    """The figure's places, left to right: each (trainable share, label) of the points once, by
+    share (then label)."""
+    return sorted({(r["share"], r["label"]) for r in rows})
+
+
 def depth_curve(path, rows, title_suffix: str = "") -> None:
     """Accuracy on seen painters (a fixed test split, with its binomial standard error) and the
     listed share on unseen ones (a leave-artists-out CV) at each trainable share of the backbone,
@@ -346,7 +352,7 @@ def depth_curve(path, rows, title_suffix: str = "") -> None:
     share."""
     fig = new_figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    depths = sorted({(r["share"], r["label"]) for r in rows})
+    depths = depth_places(rows)
     place = {depth: i for i, depth in enumerate(depths)}
     styles = {
         "seen": ("o-", "seen painters: accuracy, fixed test split", (0, 7)),

@@ -41,6 +41,7 @@ def main(argv):
         max_wait_ms=F.max_wait_ms,
         max_queue=F.max_queue,
         recent_uploads=F.recent_uploads,
+        recent_uploads_bytes=F.recent_uploads_mib * 2**20,
     )
     with tempfile.TemporaryDirectory() as scratch:
         model = F.model
@@ -71,5 +72,6 @@ if __name__ == "__main__":
         "Uploads whose found painting and embedding are kept in memory, so that /v1/explain and "
         "/v1/similar of an upload just predicted do not find and embed it again (0: none).",
     )
+    flags.DEFINE_integer("recent_uploads_mib", 256, "At most this much of their images, in MiB.")
     flags.DEFINE_string("log_level", "info", "uvicorn's log level.")
     app.run(main)

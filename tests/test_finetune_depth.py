@@ -288,8 +288,16 @@ def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp
     # two folds: minutes summed (1 + 3), validation accuracy averaged by epoch
     assert "| **0.311** | 0.320 ± 0.050 | 0.270 | 30 y (0.60) | 0.200 -> 0.021 | 4.0 |" in unseen
     assert unseen.endswith("| 0.600 0.800 |")
-    # one place per depth on the figure's axis, named with its share: the run and the CV meet
-    figures.depth_curve(tmp_path / "curve.png", rows)
+    # one place per depth on the figure's axis, in order of share: the run and the CV meet at
+    # theirs, and the frozen recipe stands beside the head on random crops
+    frozen = dict(rows[1], label="head, cached views", share=0.0)
+    head = dict(rows[0], label="head", share=0.0)
+    assert figures.depth_places([*rows, frozen, head]) == [
+        (0.0, "head"),
+        (0.0, "head, cached views"),
+        (0.204, "last 20%"),
+    ]
+    figures.depth_curve(tmp_path / "curve.png", [*rows, frozen, head])
     with Image.open(tmp_path / "curve.png") as image:
         assert image.format == "PNG"
     cv_report["era"] = None  # a CV without the era head (style.py:noera)

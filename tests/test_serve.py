@@ -319,18 +319,41 @@ def test_predict_then_similar_and_explain_find_and_embed_an_upload_once(client, 
     np.testing.assert_allclose(predicted.json()["corners"], looked.found.corners, atol=0.1)
 
 
-def test_recent_uploads_forget_the_oldest_and_none_are_kept_at_size_zero():
+def test_recent_uploads_forget_the_oldest_beyond_their_count_or_bytes():
     from artjax.serving import app
 
-    recent = app.RecentUploads(2)
-    recent.of(b"first")["looked"] = 1
-    recent.of(b"second")["looked"] = 2
-    assert recent.of(b"first") == {"looked": 1}  # now the most recent
-    recent.of(b"third")
-    assert len(recent) == 2 and recent.of(b"second") == {}  # forgotten: the oldest
-    none = app.RecentUploads(0)
-    none.of(b"first")["looked"] = 1
-    assert len(none) == 0 and none.of(b"first") == {}
+    def looked(side):  # a judged painting of side x side pixels, and its bytes
+        whole = finder.Found(finder.whole_image(side, side), False, "none")
+        return finder.Looked(bytes(side), whole, np.zeros((side, side, 3), np.uint8))
+
+    recent = app.RecentUploads(2, max_bytes=2**20)
+    first, second, third = (app.RecentUploads.key(b) for b in (b"1", b"2", b"3"))
+    recent.put(first, looked(100))
+    recent.put(second, looked(100))
+    assert recent.get(first)["looked"].encoded == bytes(100)  # now the most recent
+    recent.put(third, looked(100))
+    assert len(recent) == 2 and recent.get(second) is None  # the oldest is forgotten
+    # kept at the preview's size (the service reads no more of it), counted in bytes
+    big = recent.put(first, looked(1000))["looked"]
+    assert big.painting.shape == (320, 320, 3)
+    assert recent.held_bytes() == 1000 + 320 * 320 * 3 + 100 + 100 * 100 * 3
+    recent.max_bytes = 350_000
+    recent.put(second, looked(100))  # over the bytes: the oldest go until it fits
+    assert recent.get(third) is None and recent.get(first) is not None
+    none = app.RecentUploads(0, max_bytes=2**20)
+    assert none.put(first, looked(10))["looked"].encoded == bytes(10)  # answered, not kept
+    assert len(none) == 0 and none.get(first) is None
+
+
+def test_a_bad_instance_among_good_ones_is_a_clear_error(client, real_data_root):
+    good = base64.b64encode(real_paintings(real_data_root, 1)[0].read_bytes()).decode()
+    bad = base64.b64encode(b"<!doctype html><html>not a painting</html>").decode()
+    body = {"instances": [{"b64": good}, {"b64": bad}, {"b64": good}]}
+    answer = client.post("/v1/models/gallery:predict", json=body)
+    assert answer.status_code == 400, answer.text
+    assert "error" in answer.json()
+    again = client.post("/v1/models/gallery:predict", json={"instances": [{"b64": good}]})
+    assert again.status_code == 200  # the server stays up
 
 
 def test_an_export_without_the_embedding_output_still_gates_through_embed(export_dir):

@@ -199,9 +199,11 @@ def features_fn(model):
     return features
 
 
-def head_inputs(model, variables, images):
-    """What the model's `head` layer (its classifier) takes for images [b, H, W, 3]: a Backbone's
-    pooled features, the CNN's hidden layer; the mean over the views of views [b, V, H, W, 3]."""
+def logits_and_head_inputs(model, variables, images):
+    """(logits, what the model's `head` layer (its classifier) takes) of images [b, H, W, 3], from
+    one pass: the head's input is a Backbone's pooled features, the CNN's hidden layer. Of views
+    [b, V, H, W, 3], each is the mean over the views (the logits as `steps.view_mean_logits`
+    averages them)."""
 
     def one(x):
         seen = []
@@ -212,14 +214,20 @@ def head_inputs(model, variables, images):
             return next_fun(*args, **kwargs)
 
         with nn.intercept_methods(record):
-            model.apply(variables, x, train=False)
+            logits = model.apply(variables, x, train=False)
         if len(seen) != 1:
             raise ValueError(f"{type(model).__name__}: its head is called {len(seen)} times")
-        return seen[0].astype(jnp.float32)
+        return logits, seen[0].astype(jnp.float32)
 
     if images.ndim == 4:
         return one(images)
-    return jnp.mean(per_view(one, images), axis=1)
+    return jax.tree.map(lambda v: jnp.mean(v, axis=1), per_view(one, images))
+
+
+def head_inputs(model, variables, images):
+    """The head's input of `logits_and_head_inputs` (JAX drops the logits where only this is
+    read)."""
+    return logits_and_head_inputs(model, variables, images)[1]
 
 
 def head_apply(model, with_era: bool = False):

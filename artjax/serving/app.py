@@ -66,31 +66,54 @@ class Limits:
     top_k: int = 3
     max_similar: int = 48
     recent_uploads: int = 32  # uploads whose judged painting and embedding are kept (0: none)
+    recent_uploads_bytes: int = 256 * 2**20  # and at most this much of their judged images
 
 
 class RecentUploads:
-    """What is known of the last `size` uploads, by their bytes: the judged painting (the
+    """What is known of the last `size` uploads, by their bytes' hash: the judged painting (the
     finder's work) and its embedding. The page sends each upload to /v1/predict and then to
-    /v1/explain and /v1/similar, which so find the painting and embed it once between them.
-    Used on the event loop only."""
+    /v1/explain and /v1/similar, which so find the painting and embed it once between them. The
+    oldest are forgotten beyond `size` uploads or `max_bytes` of judged images. Used on the event
+    loop only."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, max_bytes: int):
+        self.size, self.max_bytes = size, max_bytes
         self._known: collections.OrderedDict[bytes, dict] = collections.OrderedDict()
 
-    def of(self, encoded: bytes) -> dict:
-        """The record of `encoded` (empty the first time), now the most recent; the oldest
-        beyond `size` are forgotten."""
-        key = hashlib.sha256(encoded).digest()
-        known = self._known.pop(key, {})
-        if self.size > 0:
-            self._known[key] = known
-            while len(self._known) > self.size:
-                self._known.popitem(last=False)
+    @staticmethod
+    def key(encoded: bytes) -> bytes:
+        return hashlib.sha256(encoded).digest()
+
+    def get(self, key: bytes) -> dict | None:
+        """The record of an upload (now the most recent), or None."""
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)
         return known
+
+    def put(self, key: bytes, looked: finder.Looked) -> dict:
+        """A record of the upload found as `looked` (kept with a preview-sized painting, all the
+        service reads of it)."""
+        known = {"looked": looked._replace(painting=np.asarray(preview(looked.painting)))}
+        known["bytes"] = len(looked.encoded) + known["looked"].painting.nbytes
+        self._known.pop(key, None)  # the most recent, if it was known already
+        self._known[key] = known
+        while self._known and (len(self._known) > self.size or self.held_bytes() > self.max_bytes):
+            self._known.popitem(last=False)
+        return known
+
+    def held_bytes(self) -> int:
+        return sum(k["bytes"] for k in self._known.values())
 
     def __len__(self) -> int:
         return len(self._known)
+
+
+def preview(painting: np.ndarray) -> Image.Image:
+    """The judged painting as the page shows it: at most 320 px a side."""
+    found = Image.fromarray(painting)
+    found.thumbnail((320, 320))
+    return found
 
 
 class ServiceError(Exception):
@@ -274,10 +297,8 @@ class GalleryModel:
     def looks(self, looked: finder.Looked, embedding: np.ndarray | None = None) -> dict:
         """The outline, the judged image and the gate's answer, as a prediction carries them; the
         gate measures `embedding` (the prediction's, from the same pass), or embeds the image."""
-        preview = Image.fromarray(looked.painting)
-        preview.thumbnail((320, 320))
         buffer = io.BytesIO()
-        preview.save(buffer, "JPEG", quality=85)
+        preview(looked.painting).save(buffer, "JPEG", quality=85)
         found = {
             "corners": np.round(looked.found.corners, 1).tolist(),
             "found_painting": bool(looked.found.found),
@@ -327,7 +348,7 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
     """The service for the export at `export_dir`, served as model `name`. The model loads (and
     warms up) in a thread at startup: /healthz answers at once, /readyz once it is ready."""
     state: dict = {"model": None, "error": None}
-    recent = RecentUploads(limits.recent_uploads)
+    recent = RecentUploads(limits.recent_uploads, limits.recent_uploads_bytes)
 
     def load():
         try:
@@ -416,17 +437,18 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
         """The painting to judge in an upload, and the record of what is known of it (found
         once per upload among the recent ones)."""
         encoded = await model_input(raw)
-        known = recent.of(encoded)
-        if "looked" not in known:
-            known["looked"] = await in_thread(found.looked_at, encoded)
+        key = await asyncio.to_thread(RecentUploads.key, encoded)
+        known = recent.get(key)
+        if known is None:  # a failed upload is not recorded
+            known = recent.put(key, await in_thread(found.looked_at, encoded))
         return known["looked"], known
 
-    async def prediction(found: GalleryModel, raw: bytes) -> tuple[finder.Looked, Served]:
-        looked, known = await judged(found, raw)
-        served = await predicted(looked.encoded)
+    def remembered(known: dict, served: Served) -> np.ndarray | None:
+        """The upload's embedding: the prediction's (kept for /v1/similar), or one embedded
+        before (an export whose serve_encoded gives none)."""
         if served.embedding is not None:
             known["embedding"] = served.embedding
-        return looked, served
+        return known.get("embedding")
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz():
@@ -481,21 +503,24 @@ def create_app(export_dir, name: str = "artjax", limits: Limits = Limits()) -> F
                 raws.append(base64.b64decode(value["b64"], validate=True))
             except (TypeError, KeyError, binascii.Error):
                 raise ServiceError(400, f"instances[{i}] is not {{'b64': base64 bytes}}") from None
-        answers = await asyncio.gather(*(prediction(found, raw) for raw in raws))
+        # each instance checked and found in order (the first bad one answers), then one batch
+        judged_all = [await judged(found, raw) for raw in raws]
+        outputs = await asyncio.gather(*(predicted(one.encoded) for one, _ in judged_all))
         predictions = []
-        for one, served in answers:
+        for (one, known), served in zip(judged_all, outputs):
             described = found.describe(served.probabilities, limits.top_k, served.era_year)
             top_class = described["top_k"][0]["style"]
             tf_outputs = {"probabilities": served.probabilities.tolist(), "classes": found.classes}
-            looks = await in_thread(found.looks, one, served.embedding)
+            looks = await in_thread(found.looks, one, remembered(known, served))
             predictions.append({**tf_outputs, "top_class": top_class, **described, **looks})
         return {"predictions": predictions}
 
     @app.post("/v1/predict", summary="The styles of an uploaded painting")
     async def predict(file: Annotated[UploadFile, File(description="a photo of a painting")]):
         found = model()
-        looked, served = await prediction(found, await file.read())
-        looks = await in_thread(found.looks, looked, served.embedding)
+        looked, known = await judged(found, await file.read())
+        served = await predicted(looked.encoded)
+        looks = await in_thread(found.looks, looked, remembered(known, served))
         return {**found.describe(served.probabilities, limits.top_k, served.era_year), **looks}
 
     @app.post("/v1/similar", summary="The most similar paintings of the collection")

@@ -121,7 +121,7 @@ def model_functions(
             result["era_year"] = mean(years)
         return result
 
-    def embed(weights, views):  # XLA drops the heads, which nothing reads here
+    def embed(weights, views):  # the collection's, jitted: XLA drops the heads' work
         return outputs(weights, views)["embedding"]
 
     def explain(weights, whole, targets):
@@ -270,8 +270,8 @@ class _Converted(tf.Module):
             which.append(index[key])
         self._weights = [tf.Variable(x, trainable=False) for x in distinct]
         weights = lambda: jax.tree.unflatten(tree, [self._weights[i] for i in which])
-        # One program for the probabilities, the era and the embedding (the heads cost nothing
-        # beside the backbone); a signature returns the outputs it names.
+        # One program for the probabilities, the era and the embedding, one pass of each model
+        # for all three (the heads cost little beside it); a signature returns what it names.
         self.outputs = _converted(fns.outputs, weights, platforms)
         self._era = fns.info["era"]
         self.explain = _converted(fns.explain, weights, platforms, inputs=2)

@@ -89,14 +89,15 @@ def load_models(workdir, checkpoint: str = "best", conv_impl: str | None = None)
 def model_outputs(loaded: LoadedModel, cnn_head_input: bool = False):
     """(variables, images) -> (logits, era estimate or None, head input [b, D] or None) of one
     model: the backbone once for the heads and the head input (averaged over the views), which
-    is the embedding's part. The CNN has no separable head input: its own is a second pass
-    (`models.head_inputs`), made only where asked (`cnn_head_input`: an export's embedding)."""
+    is the embedding's part. The CNN has no separable head input: its own is recorded in the same
+    pass (`models.logits_and_head_inputs`) where asked (`cnn_head_input`: an export's embedding)."""
     model, with_era = loaded.model, loaded.config.model.era_head
     if not hasattr(model, "features"):
 
         def cnn_outputs(variables, images):
-            logits = steps.view_mean_logits(model.apply, variables, images)
-            head_input = models.head_inputs(model, variables, images) if cnn_head_input else None
+            if not cnn_head_input:
+                return steps.view_mean_logits(model.apply, variables, images), None, None
+            logits, head_input = models.logits_and_head_inputs(model, variables, images)
             return logits, None, head_input
 
         return cnn_outputs
@@ -107,10 +108,10 @@ def model_outputs(loaded: LoadedModel, cnn_head_input: bool = False):
         features = features_of(variables, images, train=False)
         found = steps.view_mean_logits(heads, variables, features)
         logits, estimate = found if with_era else (found, None)
-        head_input = model.apply(variables, features, method="head_input")
-        if head_input.ndim == 3:
+        head_input = model.apply(variables, features, method="head_input").astype(jnp.float32)
+        if head_input.ndim == 3:  # views: their mean, in float32 as models.head_inputs takes it
             head_input = head_input.mean(1)
-        return logits, estimate, head_input.astype(jnp.float32)
+        return logits, estimate, head_input
 
     return outputs
 
