@@ -341,26 +341,23 @@ def _savedmodel_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
         maps = tf.image.resize(tf.transpose(found["maps"], [0, 2, 3, 1]), tf.shape(images)[1:3])
         return {**found, "maps": tf.clip_by_value(tf.transpose(maps, [0, 3, 1, 2]), 0.0, 1.0)}
 
-    module.serving_default = _signature(
-        lambda images: module.predicted(_each(images, views_of_images, shape)),
-        input_signature=[images],
-    )
-    module.serve_encoded = _signature(  # the gallery's call: the gate's embedding in the same pass
-        lambda encoded: module.predicted(_each(encoded, views_of_encoded, shape), embedding=True),
-        input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
-    )
-    module.embed_images = _signature(
-        lambda images: {"embedding": module.embed(_each(images, views_of_images, shape))},
-        input_signature=[images],
-    )
-    module.explain_images = _signature(explain, input_signature=[images])
+    # Kept only as signatures, not as attributes of the module: `tf.saved_model.save` traces a
+    # module's functions again, and each trace converts the model again (seconds for Lite0).
     signatures = {
-        "serving_default": module.serving_default,
-        "serve_encoded": module.serve_encoded,
-        "embed": module.embed_images,
-        "explain": module.explain_images,
+        "serving_default": lambda images: module.predicted(_each(images, views_of_images, shape)),
+        # the gallery's call: the gate's embedding in the same pass
+        "serve_encoded": lambda encoded: module.predicted(
+            _each(encoded, views_of_encoded, shape), embedding=True
+        ),
+        "embed": lambda images: {"embedding": module.embed(_each(images, views_of_images, shape))},
+        "explain": explain,
     }
-    return module, {name: f.get_concrete_function() for name, f in signatures.items()}
+    inputs = {"serve_encoded": tf.TensorSpec([None], tf.string, name="encoded")}
+    functions = {
+        name: _signature(fn, input_signature=[inputs.get(name, images)])
+        for name, fn in signatures.items()
+    }
+    return module, {name: f.get_concrete_function() for name, f in functions.items()}
 
 
 def _tflite_signatures(fns: ModelFunctions) -> tuple[tf.Module, dict]:
