@@ -203,9 +203,9 @@ def explanation(path, image, ranked, maps, method: str, name: str, title_suffix:
 # --- the unfreezing curve (issue 34): python -m artjax.figures depth --runs ... --cvs ...
 
 
-def trainable_share(workdir) -> tuple[str, float]:
-    """(depth label, share of the backbone's layers with parameters that train) of a training or
-    CV workdir, from its recorded config (transfer.plan)."""
+def depth_point(workdir) -> tuple[str, float, str]:
+    """(depth label, share of the backbone's layers with parameters that train, the optimizer's
+    name) of a training or CV workdir, from its recorded config (transfer.plan)."""
     import json
 
     from artjax import configs, train_state, transfer
@@ -223,7 +223,7 @@ def trainable_share(workdir) -> tuple[str, float]:
     paths, _ = transfer.layer_paths(model, config.data.image_size)
     backbone = [p for p in paths if p.split("/")[0] not in transfer.HEADS]
     trained = [p for p in the_plan.trainable if p.split("/")[0] not in transfer.HEADS]
-    return depth_label(config.freeze), len(trained) / len(backbone)
+    return depth_label(config.freeze), len(trained) / len(backbone), config.optimizer.name
 
 
 def depth_label(freeze) -> str:
@@ -251,9 +251,17 @@ def depth_rows(runs, cvs) -> list[dict]:
                 value, count = report["accuracy"], report["images"]
             else:
                 value, count = report["pooled"]["artists"]["macro_share_listed"], None
-            label, share = trainable_share(w)
+            label, share, optimizer = depth_point(w)
             rows.append(
-                dict(kind=kind, workdir=str(w), label=label, share=share, value=value, count=count)
+                dict(
+                    kind=kind,
+                    workdir=str(w),
+                    label=label,
+                    share=share,
+                    optimizer=optimizer,
+                    value=value,
+                    count=count,
+                )
             )
     return rows
 
@@ -345,32 +353,50 @@ def depth_places(rows) -> list[tuple[float, str]]:
     return sorted({(r["share"], r["label"]) for r in rows})
 
 
+def depth_series(rows) -> list[tuple[str, str, list[dict]]]:
+    """The figure's lines: (kind, optimizer, its rows) for each kind (seen, then unseen) and each
+    optimizer, the most-measured optimizer of a kind first."""
+    series = []
+    for kind in ("seen", "unseen"):
+        mine = [r for r in rows if r["kind"] == kind]
+        names = sorted({r["optimizer"] for r in mine})
+        names.sort(key=lambda name: -sum(r["optimizer"] == name for r in mine))
+        series += [(kind, name, [r for r in mine if r["optimizer"] == name]) for name in names]
+    return series
+
+
+OPTIMIZER_MARKERS = {"adam": "o", "sgd": "^", "rmsprop": "v"}
+
+
 def depth_curve(path, rows, title_suffix: str = "") -> None:
     """Accuracy on seen painters (a fixed test split, with its binomial standard error) and the
     listed share on unseen ones (a leave-artists-out CV) at each trainable share of the backbone,
     in order: one place per depth (0% and 2% would overlap on a linear axis), each named with its
-    share."""
-    fig = new_figure(figsize=(7, 4.5))
+    share; a line per optimizer, the values written beside the first line of each kind."""
+    fig = new_figure(figsize=(7.5, 4.8))
     ax = fig.subplots()
     depths = depth_places(rows)
     place = {depth: i for i, depth in enumerate(depths)}
-    styles = {
-        "seen": ("o-", "seen painters: accuracy, fixed test split", (0, 7)),
-        "unseen": ("s--", "unseen painters: listed share, leave-artists-out CV", (0, -15)),
+    kinds = {
+        "seen": ("-", "seen painters: accuracy, fixed test split", (0, 7)),
+        "unseen": ("--", "unseen painters: listed share, leave-artists-out CV", (0, -15)),
     }
-    for kind, (marker, name, offset) in styles.items():
-        mine = sorted(
-            (r for r in rows if r["kind"] == kind), key=lambda r: place[(r["share"], r["label"])]
-        )
-        if not mine:
-            continue
+    annotated = set()
+    for kind, optimizer, mine in depth_series(rows):
+        line, name, offset = kinds[kind]
+        mine = sorted(mine, key=lambda r: place[(r["share"], r["label"])])
         xs = [place[(r["share"], r["label"])] for r in mine]
         ys = [r["value"] for r in mine]
         # a binomial standard error where the points are paintings (a test split)
         errors = [
             np.sqrt(y * (1 - y) / r["count"]) if r["count"] else 0.0 for r, y in zip(mine, ys)
         ]
-        ax.errorbar(xs, ys, yerr=errors, fmt=marker, capsize=3, label=name)
+        marker = OPTIMIZER_MARKERS.get(optimizer, "s")
+        label = f"{name}, {optimizer}"
+        ax.errorbar(xs, ys, yerr=errors, fmt=marker + line, capsize=3, label=label, alpha=0.85)
+        if kind in annotated:
+            continue
+        annotated.add(kind)
         for x, y in zip(xs, ys):
             ax.annotate(
                 f"{y:.3f}",
@@ -403,7 +429,8 @@ def main(argv) -> None:
     rows = depth_rows(F.runs, F.cvs)
     for r in rows:
         print(
-            f"{r['kind']:<7} {r['label']:<18} {100 * r['share']:5.1f}% {r['value']:.4f}  "
+            f"{r['kind']:<7} {r['label']:<18} {100 * r['share']:5.1f}% {r['optimizer']:<8} "
+            f"{r['value']:.4f}  "
             f"{r['workdir']}"
         )
     depth_curve(pathlib.Path(F.output), rows, F.title_suffix)

@@ -258,7 +258,7 @@ def _epochs_file(workdir, val_accuracies, seconds):
 
 def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp_path, monkeypatch):
 
-    monkeypatch.setattr(figures, "trainable_share", lambda w: ("last 20%", 0.204))
+    monkeypatch.setattr(figures, "depth_point", lambda w: ("last 20%", 0.204, "adam"))
     run, cv = tmp_path / "six_last20", tmp_path / "cv_last20"
     _epochs_file(run, [0.8, 0.9], 60.0)
     (run / "eval_test").mkdir()
@@ -297,7 +297,16 @@ def test_the_depth_figure_reads_a_runs_test_split_and_a_cvs_held_out_artists(tmp
         (0.0, "head, cached views"),
         (0.204, "last 20%"),
     ]
-    figures.depth_curve(tmp_path / "curve.png", [*rows, frozen, head])
+    # a line per optimizer and kind: the most-measured optimizer of a kind first (its values are
+    # written on the figure)
+    sgd = [dict(r, optimizer="sgd", kind="unseen") for r in (frozen, head)]
+    series = figures.depth_series([*rows, *sgd])
+    assert [(kind, name, len(mine)) for kind, name, mine in series] == [
+        ("seen", "adam", 1),
+        ("unseen", "sgd", 2),
+        ("unseen", "adam", 1),
+    ]
+    figures.depth_curve(tmp_path / "curve.png", [*rows, frozen, head, *sgd])
     with Image.open(tmp_path / "curve.png") as image:
         assert image.format == "PNG"
     cv_report["era"] = None  # a CV without the era head (style.py:noera)
