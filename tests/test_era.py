@@ -240,7 +240,7 @@ def test_predictor_predict_and_export_give_the_period(era_cv, era_export, synthe
     np.testing.assert_allclose(served["probabilities"].numpy(), probabilities, atol=1e-4)
     # the gate's embedding from the same pass: the head's input as Flax's interceptor records it
     (model,) = inference.load_models(fold)
-    head_input = models.head_inputs(model.model, model.variables, images)
+    _, head_input = models.logits_and_head_inputs(model.model, model.variables, images)
     np.testing.assert_allclose(served["embedding"].numpy(), gate.unit(head_input), atol=1e-4)
     assert [s.decode() for s in served["period"].numpy()] == [
         era.period_text(y, 30) for y in served["era_year"].numpy()

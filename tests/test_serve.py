@@ -340,9 +340,10 @@ def test_recent_uploads_forget_the_oldest_beyond_their_count_or_bytes():
     recent.max_bytes = 350_000
     recent.put(second, looked(100))  # over the bytes: the oldest go until it fits
     assert recent.get(third) is None and recent.get(first) is not None
+    assert recent.held_bytes() == 1000 + 320 * 320 * 3 + 100 + 100 * 100 * 3  # those kept
     none = app.RecentUploads(0, max_bytes=2**20)
     assert none.put(first, looked(10))["looked"].encoded == bytes(10)  # answered, not kept
-    assert len(none) == 0 and none.get(first) is None
+    assert len(none) == 0 and none.get(first) is None and none.held_bytes() == 0
 
 
 def test_a_bad_instance_among_good_ones_is_a_clear_error(client, real_data_root):

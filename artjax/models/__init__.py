@@ -224,12 +224,6 @@ def logits_and_head_inputs(model, variables, images):
     return jax.tree.map(lambda v: jnp.mean(v, axis=1), per_view(one, images))
 
 
-def head_inputs(model, variables, images):
-    """The head's input of `logits_and_head_inputs` (JAX drops the logits where only this is
-    read)."""
-    return logits_and_head_inputs(model, variables, images)[1]
-
-
 def head_apply(model, with_era: bool = False):
     """apply(variables, features, **kw) -> logits: the head of a Backbone on cached features;
     `with_era`: (logits, the era head's outputs), what training's losses take."""

@@ -79,6 +79,7 @@ class RecentUploads:
     def __init__(self, size: int, max_bytes: int):
         self.size, self.max_bytes = size, max_bytes
         self._known: collections.OrderedDict[bytes, dict] = collections.OrderedDict()
+        self._held = 0  # the bytes of the records kept
 
     @staticmethod
     def key(encoded: bytes) -> bytes:
@@ -96,14 +97,20 @@ class RecentUploads:
         service reads of it)."""
         known = {"looked": looked._replace(painting=np.asarray(preview(looked.painting)))}
         known["bytes"] = len(looked.encoded) + known["looked"].painting.nbytes
-        self._known.pop(key, None)  # the most recent, if it was known already
+        self._forget(key)  # the most recent, if it was known already
         self._known[key] = known
-        while self._known and (len(self._known) > self.size or self.held_bytes() > self.max_bytes):
-            self._known.popitem(last=False)
+        self._held += known["bytes"]
+        while self._known and (len(self._known) > self.size or self._held > self.max_bytes):
+            self._forget(next(iter(self._known)))
         return known
 
+    def _forget(self, key: bytes) -> None:
+        forgotten = self._known.pop(key, None)
+        if forgotten is not None:
+            self._held -= forgotten["bytes"]
+
     def held_bytes(self) -> int:
-        return sum(k["bytes"] for k in self._known.values())
+        return self._held
 
     def __len__(self) -> int:
         return len(self._known)
@@ -224,7 +231,6 @@ class GalleryModel:
 
     def _serve(self, encoded: list[bytes]) -> list[Served]:
         found = self._signatures["serve_encoded"](encoded=tf.constant(encoded))
-        count = len(encoded)
         probabilities = found["probabilities"].numpy()
         years = found["era_year"].numpy().astype(float).tolist() if "era_year" in found else None
         # exports from before serve_encoded gave the embedding: the gate calls `embed`
@@ -235,7 +241,7 @@ class GalleryModel:
                 None if years is None else years[i],
                 None if embeddings is None else embeddings[i],
             )
-            for i in range(count)
+            for i in range(len(encoded))
         ]
 
     def predictions(self, encoded: list[bytes]) -> list[Served]:

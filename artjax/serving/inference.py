@@ -109,7 +109,7 @@ def model_outputs(loaded: LoadedModel, cnn_head_input: bool = False):
         found = steps.view_mean_logits(heads, variables, features)
         logits, estimate = found if with_era else (found, None)
         head_input = model.apply(variables, features, method="head_input").astype(jnp.float32)
-        if head_input.ndim == 3:  # views: their mean, in float32 as models.head_inputs takes it
+        if head_input.ndim == 3:  # views: their mean, as models.logits_and_head_inputs gives it
             head_input = head_input.mean(1)
         return logits, estimate, head_input
 
