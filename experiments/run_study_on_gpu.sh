@@ -132,9 +132,10 @@ done
   for s in "${skipped[@]}"; do echo "- not run: $s"; done
   for cv in "${cv_ran[@]}"; do echo; echo "### $cv"; echo; cat "$cv/cv_report.md"; done
 } > "$OUT/results.md"
-# the unfreezing curve of the style rows that ran: seen (six, Adam) against unseen (CV of all)
+# the unfreezing curve of the style rows that ran: seen (six, a line per optimizer) against unseen
+# (CV of all, Adam)
 seen=() unseen=()
-for d in "${ran[@]}"; do [[ $d == */style_six_*_adam ]] && seen+=("$d"); done
+for d in "${ran[@]}"; do [[ $d =~ /style_six_[a-z0-9_]+_(adam|sgd|rmsprop)$ ]] && seen+=("$d"); done
 for d in "${cv_ran[@]}"; do [[ $d == */cv_style_all_*_adam ]] && unseen+=("$d"); done
 if [ ${#seen[@]} -gt 0 ] || [ ${#unseen[@]} -gt 0 ]; then
   "$PYTHON" -m artjax.figures depth --runs "$(IFS=,; echo "${seen[*]}")" \
