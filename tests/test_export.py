@@ -46,6 +46,28 @@ def exported_run(finished_run, synthetic_root, tmp_path_factory):
     return out, result.stdout
 
 
+def test_each_model_function_is_converted_once_per_export(finished_run, tmp_path, monkeypatch):
+    # tf.saved_model.save traces a module's tf.function attributes again, and each trace would
+    # lower the whole model through jax2tf again (seconds for Lite0): the four signatures share
+    # one conversion of the outputs and one of the explanation
+    _, run = finished_run
+    converted, convert = [], exported.jax2tf.convert
+
+    def counting(fn, *args, **kwargs):
+        tf_fn = convert(fn, *args, **kwargs)
+
+        def traced(*inputs):
+            converted.append(fn.__name__)
+            return tf_fn(*inputs)
+
+        return traced
+
+    monkeypatch.setattr(exported.jax2tf, "convert", counting)
+    record = exported.export(run, tmp_path / "savedmodel")
+    assert sorted(converted) == ["explain", "outputs"]
+    assert set(record["signatures"]) == {"serving_default", "serve_encoded", "embed", "explain"}
+
+
 def test_export_json_records_the_classes_the_contract_and_the_source(exported_run, finished_run):
     _, run = finished_run
     out, stdout = exported_run
