@@ -3,6 +3,7 @@ backend needs choosing and nothing is shown on a screen."""
 
 from __future__ import annotations
 
+import collections
 import pathlib
 from typing import TYPE_CHECKING
 
@@ -359,8 +360,8 @@ def depth_series(rows) -> list[tuple[str, str, list[dict]]]:
     series = []
     for kind in ("seen", "unseen"):
         mine = [r for r in rows if r["kind"] == kind]
-        names = sorted({r["optimizer"] for r in mine})
-        names.sort(key=lambda name: -sum(r["optimizer"] == name for r in mine))
+        counts = collections.Counter(r["optimizer"] for r in mine)
+        names = sorted(counts, key=lambda name: (-counts[name], name))
         series += [(kind, name, [r for r in mine if r["optimizer"] == name]) for name in names]
     return series
 
@@ -430,8 +431,7 @@ def main(argv) -> None:
     for r in rows:
         print(
             f"{r['kind']:<7} {r['label']:<18} {100 * r['share']:5.1f}% {r['optimizer']:<8} "
-            f"{r['value']:.4f}  "
-            f"{r['workdir']}"
+            f"{r['value']:.4f}  {r['workdir']}"
         )
     depth_curve(pathlib.Path(F.output), rows, F.title_suffix)
     print(f"wrote {F.output}")
