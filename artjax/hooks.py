@@ -252,7 +252,7 @@ class Checkpointer(Hook):
     def end_epoch(self, epoch, step, state, summary):
         if epoch % self.every == 0 or epoch == self.num_epochs:
             scores = {k: v for k, v in summary.items() if k.startswith("val_")}
-            self.ckpt.save(step, jax.device_get(steps.unreplicate(state)), self.run, scores)
+            self.ckpt.save(step, steps.unreplicate(state), self.run, scores)
 
     def close(self):
         self.ckpt.wait()

@@ -41,9 +41,12 @@ def replicate(tree, devices=None):
 
 
 def unreplicate(tree):
-    """Device 0's copy of a pmap'd tree, without gathering the others. (flax.jax_utils.unreplicate
-    returns the leading device axis intact when pmap ran on one of several local devices.)"""
-    return jax.tree.map(lambda x: x.addressable_shards[0].data[0], tree)
+    """Device 0's copy of a pmap'd tree, on the host (numpy), without gathering the others.
+    (flax.jax_utils.unreplicate returns the leading device axis intact when pmap ran on one of
+    several local devices.) One transfer of the whole tree, then numpy views: indexing each leaf
+    on the device would dispatch an operation per leaf."""
+    shards = jax.device_get(jax.tree.map(lambda x: x.addressable_shards[0].data, tree))
+    return jax.tree.map(lambda x: x[0], shards)
 
 
 def _listed_share(targets):

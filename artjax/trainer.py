@@ -90,11 +90,14 @@ def image_batches(data, config, num_devices: int, start_step: int, model=None) -
     """Training images through tf.data. With an era head (`model` given), the train step sees
     both heads' outputs of the images, so the era loss reaches the trainable backbone layers."""
     with_era = model is not None and config.model.era_head
+    # built once: each epoch's validation iterates the same (unshuffled) dataset again instead of
+    # tracing its maps anew
+    val = ip.eval_dataset(data, "val", config, num_devices)
     return BatchSource(
         train=ip.train_dataset(
             data, config, num_devices, start_step=start_step
         ).as_numpy_iterator(),
-        val=lambda: ip.eval_dataset(data, "val", config, num_devices).as_numpy_iterator(),
+        val=val.as_numpy_iterator,
         train_apply_fn=functools.partial(model.apply, method=image_heads) if with_era else None,
     )
 

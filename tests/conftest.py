@@ -163,7 +163,7 @@ def one_step(config, batch, devices=None):
     count = len(devices) if devices else jax.local_device_count()
     laid_out = {k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}
     new_state, metrics = p_step(steps.replicate(state, devices), laid_out)
-    return jax.device_get(steps.unreplicate(new_state)), jax.device_get(metrics)
+    return steps.unreplicate(new_state), jax.device_get(metrics)
 
 
 def three_epoch_config(root, prepared, **overrides):

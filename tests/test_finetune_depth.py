@@ -119,7 +119,7 @@ def _image_step(config, era_weight: float):
     p_step = jax.pmap(step, axis_name=steps.AXIS, devices=devices)
     new, _ = p_step(steps.replicate(state, devices), batch)
     before = traverse_util.flatten_dict(state.params)
-    after = traverse_util.flatten_dict(jax.device_get(steps.unreplicate(new)).params)
+    after = traverse_util.flatten_dict(steps.unreplicate(new).params)
     return the_plan, before, after
 
 

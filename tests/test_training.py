@@ -1,8 +1,10 @@
 """Models, the pmap'd steps, checkpoints, resume, evaluation and the CLIs."""
 
+import copy
 import functools
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -157,35 +159,49 @@ def test_stop_and_resume_equals_uninterrupted_and_keeps_best(synthetic_root, tmp
     assert best["step"] in ckpt.all_steps() and len(ckpt.all_steps()) <= 2
 
 
-def test_mismatching_workdir_is_refused(synthetic_root, tmp_path):
-    config = tiny_config(synthetic_root, tmp_path, num_epochs=1)
-    trainer.train_and_evaluate(config, tmp_path / "run")
-    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    other = tiny_config(
-        synthetic_root, tmp_path, num_epochs=1, **{"data.classes": "Cubism,Pop Art"}
-    )
+@pytest.fixture(scope="module")
+def one_epoch_run(synthetic_root, tmp_path_factory):
+    """(config, workdir) of a finished one-epoch run of the tiny CNN; tests work on copies."""
+    root = tmp_path_factory.mktemp("one_epoch")
+    config = tiny_config(synthetic_root, root, num_epochs=1)
+    trainer.train_and_evaluate(config, root / "run")
+    return config, root / "run"
+
+
+def _copied(one_epoch_run, tmp_path):
+    """A copy of the one-epoch run's workdir, and a config of its own to change."""
+    config, workdir = one_epoch_run
+    shutil.copytree(workdir, tmp_path / "run")
+    return copy.deepcopy(config), tmp_path / "run"
+
+
+@pytest.mark.xdist_group("one_epoch")
+def test_mismatching_workdir_is_refused(one_epoch_run, tmp_path):
+    config, workdir = _copied(one_epoch_run, tmp_path)
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    config.data.classes = "Cubism,Pop Art"
     with pytest.raises(checkpointing.CheckpointMismatchError, match="classes"):
-        trainer.train_and_evaluate(other, tmp_path / "run")
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+        trainer.train_and_evaluate(config, workdir)
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(synthetic_root, tmp_path):
-    config = tiny_config(synthetic_root, tmp_path, num_epochs=1)
-    trainer.train_and_evaluate(config, tmp_path / "run")
+@pytest.mark.xdist_group("one_epoch")
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(one_epoch_run, tmp_path):
+    config, workdir = _copied(one_epoch_run, tmp_path)
     config.num_epochs = 2
     config.optimizer.learning_rate = 1e38  # Adam steps by about lr: the next forward overflows
     with pytest.raises(hooks.NonFiniteLossError, match=r"at step \d+ \(epoch 2\)"):
-        trainer.train_and_evaluate(config, tmp_path / "run")
-    ckpt = checkpointing.Checkpoints(tmp_path / "run")
-    assert ckpt.all_steps() == [checkpointing.read_metrics(tmp_path / "run")[0]["step"]]
+        trainer.train_and_evaluate(config, workdir)
+    ckpt = checkpointing.Checkpoints(workdir)
+    assert ckpt.all_steps() == [checkpointing.read_metrics(workdir)[0]["step"]]
     config.optimizer.name = "sgd"  # a different optimizer state cannot be restored: clear error
     with pytest.raises(checkpointing.CheckpointMismatchError, match="does not fit the state"):
-        trainer.train_and_evaluate(config, tmp_path / "run")
+        trainer.train_and_evaluate(config, workdir)
 
 
-def test_restore_onto_another_device_count(synthetic_root, tmp_path):
-    config = tiny_config(synthetic_root, tmp_path, num_epochs=1)
-    trainer.train_and_evaluate(config, tmp_path / "run")
+@pytest.mark.xdist_group("one_epoch")
+def test_restore_onto_another_device_count(one_epoch_run):
+    _, workdir = one_epoch_run  # evaluating adds only its eval_val/ report
     env = dict(
         os.environ,
         PYTHONPATH=str(PROJECT_ROOT),
@@ -193,11 +209,11 @@ def test_restore_onto_another_device_count(synthetic_root, tmp_path):
     )
     code = (
         "import jax; from artjax import evaluation; assert jax.local_device_count() == 1; "
-        f"r = evaluation.evaluate({str(tmp_path / 'run')!r}, 'val', 'latest'); print(r['accuracy'])"
+        f"r = evaluation.evaluate({str(workdir)!r}, 'val', 'latest'); print(r['accuracy'])"
     )
     one_device = run_command([], code=code, env=env, timeout=300)  # its JAX backend: 1 device
     assert one_device.returncode == 0, one_device.stderr[-2000:]
-    four_devices = evaluation.evaluate(tmp_path / "run", "val", "latest")
+    four_devices = evaluation.evaluate(workdir, "val", "latest")
     assert float(one_device.stdout.strip().splitlines()[-1]) == pytest.approx(
         four_devices["accuracy"]
     )

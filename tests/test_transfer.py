@@ -112,7 +112,7 @@ def _steps(config, state, the_plan, batch, n, devices, apply_fn=None):
     state = jax_utils.replicate(state, jax.devices()[:devices])
     for _ in range(n):
         state, _ = p_step(state, laid)
-    return jax.device_get(steps.unreplicate(state))
+    return steps.unreplicate(state)
 
 
 def _batch(size=32, n=8, seed=0):
