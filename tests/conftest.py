@@ -80,9 +80,6 @@ def make_config(root, prepared_dir, **data_overrides):
     config.data.image_size = 32
     config.batch_size = 8
     config.eval_batch_size = 8
-    # Artist-balanced draws shuffle each artist's repeated stream: a buffer of thousands would be
-    # filled from hundreds of repeats of a synthetic artist's 8 paintings, seconds per stream.
-    config.data.shuffle_buffer = 64
     config.data.update(data_overrides)
     return config
 

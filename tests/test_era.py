@@ -183,7 +183,7 @@ def era_cv(synthetic_root, tmp_path_factory):
         r[2] = f"{born} - {born + 60}"
     with open(data_root / "artists.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
-    config = frozen_resnet_config(data_root, root, epochs=15)
+    config = frozen_resnet_config(data_root, root, epochs=10)
     config.model.era_head = True
     config.model.era_style_weight = 1.0  # every command below predicts with the era's opinion
     config.optimizer.learning_rate = 0.1

@@ -133,7 +133,11 @@ def test_the_image_pipeline_draws_artists_at_the_same_rates(synthetic_root, tmp_
     grown = tmp_path / "grown"
     shutil.copytree(synthetic_root, grown)
     _add_artist(grown, "Synthetic Cubism Painter 3", "Cubism", images=24)
-    config = make_config(grown, tmp_path / "prepared", oversample_power=0.0, artist_balanced=True)
+    # each artist's stream repeats, then shuffles: a buffer of 2048 would be filled from hundreds
+    # of repeats of a synthetic artist's 8 paintings (seconds per stream); the rates do not change
+    config = make_config(
+        grown, tmp_path / "prepared", oversample_power=0.0, artist_balanced=True, shuffle_buffer=64
+    )
     data = ip.prepare_data(config.data, config.seed)
     rows = [r for r in data.rows if r.filename in data.members["train"]]
     probs = ip.training_draw(data, config, [r.filename for r in rows])

@@ -140,7 +140,7 @@ def test_checkpoint_round_trip_is_exact(synthetic_root, tmp_path):
 
 
 def test_stop_and_resume_equals_uninterrupted_and_keeps_best(synthetic_root, tmp_path):
-    config = tiny_config(synthetic_root, tmp_path, num_epochs=3, keep_checkpoints=1)
+    config = tiny_config(synthetic_root, tmp_path, num_epochs=2, keep_checkpoints=1)
     config.data.augment_enabled = True
     config.model.dropout_rate = 0.3  # exercises the per-step dropout RNG
     full = trainer.train_and_evaluate(config, tmp_path / "full")
