@@ -46,7 +46,7 @@ def unreplicate(tree):
     several local devices.) One transfer of the whole tree, then numpy views: indexing each leaf
     on the device would dispatch an operation per leaf."""
     shards = jax.device_get(jax.tree.map(lambda x: x.addressable_shards[0].data, tree))
-    return jax.tree.map(lambda x: x[0], shards)
+    return jax.tree.map(lambda x: x[0, ...], shards)  # arrays, 0-d ones too (not numpy scalars)
 
 
 def _listed_share(targets):

@@ -70,7 +70,12 @@ def test_the_stepped_state_does_not_compile_the_step_again(tmp_path):
     for _ in range(3):
         state, _ = p_step(state, batch)
     assert len(traces) == 1
-    assert int(steps.unreplicate(state.step)) == 3
+    # unreplicate: device 0's copy of every leaf, as host arrays (0-d ones too)
+    host = steps.unreplicate(state)
+    assert host.step.shape == () and int(host.step) == 3
+    for found, replicated in zip(jax.tree.leaves(host), jax.tree.leaves(state)):
+        assert isinstance(found, np.ndarray)
+        np.testing.assert_array_equal(found, np.asarray(replicated)[0])
 
 
 def test_loss_falls_and_the_run_is_evaluated(synthetic_root, tmp_path):
