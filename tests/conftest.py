@@ -324,3 +324,21 @@ def frozen_resnet_config(root, tmp_path, epochs: int = 2):
     config.init.checkpoint, config.data.normalization = str(port), "imagenet"
     config.freeze.trainable, config.freeze.batch_norm = "head", "frozen"
     return config
+
+
+# The xdist groups by their tests' summed time in a clean-clone run (BENCHMARKS.md, "The test
+# suite"), longest first.
+LONGEST_GROUPS = ("ports", "finished_run", "era", "crops_bag", "cv_run", "serve", "real_data")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest xdist groups first: `--dist loadgroup` hands out work in collection order, and a
+    long group handed out last leaves one worker running it alone at the end while the others
+    idle. The other tests keep their order (a stable sort)."""
+
+    def rank(item):
+        marker = item.get_closest_marker("xdist_group")
+        group = (marker.args or [marker.kwargs.get("name")])[0] if marker else None
+        return LONGEST_GROUPS.index(group) if group in LONGEST_GROUPS else len(LONGEST_GROUPS)
+
+    items.sort(key=rank)
