@@ -166,6 +166,14 @@ def one_step(config, batch, devices=None):
     return steps.unreplicate(new_state), jax.device_get(metrics)
 
 
+def copied_run(workdir, tmp_path) -> pathlib.Path:
+    """A copy of a shared finished run's workdir, for a test that changes it."""
+    import shutil
+
+    shutil.copytree(workdir, pathlib.Path(tmp_path) / "run")
+    return pathlib.Path(tmp_path) / "run"
+
+
 def three_epoch_config(root, prepared, **overrides):
     """The CNN on synthetic paintings at 48 px for 3 epochs, keeping 2 checkpoints (plus the
     best): the session's `finished_run`."""
@@ -338,7 +346,7 @@ def pytest_collection_modifyitems(config, items):
 
     def rank(item):
         marker = item.get_closest_marker("xdist_group")
-        group = (marker.args or [marker.kwargs.get("name")])[0] if marker else None
+        group = marker.args[0] if marker else None  # every group here is named positionally
         return LONGEST_GROUPS.index(group) if group in LONGEST_GROUPS else len(LONGEST_GROUPS)
 
     items.sort(key=rank)

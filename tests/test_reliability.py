@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from artjax import benchmarks, checkpointing, train_state, trainer
-from tests.conftest import PROJECT_ROOT, make_config, run_command
+from tests.conftest import PROJECT_ROOT, copied_run, make_config, run_command
 from tests.conftest import three_epoch_config as tiny_config
 
 # One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
@@ -19,11 +19,6 @@ from tests.conftest import three_epoch_config as tiny_config
 pytestmark = pytest.mark.xdist_group("finished_run")
 
 TIMING = ("epoch_seconds", "train_images_per_second")
-
-
-def _copy(run, tmp_path):
-    shutil.copytree(run, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def _damage(workdir, step, kind):
@@ -45,7 +40,7 @@ def test_an_unreadable_latest_checkpoint_is_moved_aside_and_the_previous_one_use
     finished_run, tmp_path, kind, caplog
 ):
     config, run = finished_run
-    workdir = _copy(run, tmp_path)
+    workdir = copied_run(run, tmp_path)
     steps = checkpointing.Checkpoints(workdir).all_steps()
     damaged = _damage(workdir, steps[-1], kind)
     with caplog.at_level(logging.WARNING):
@@ -74,7 +69,7 @@ def test_an_unreadable_best_or_step_is_a_short_error_listing_the_readable_steps(
     finished_run, tmp_path
 ):
     config, run = finished_run
-    workdir = _copy(run, tmp_path)
+    workdir = copied_run(run, tmp_path)
     ckpt = checkpointing.Checkpoints(workdir)
     steps, best = ckpt.all_steps(), ckpt.best_step()
     _damage(workdir, best, "truncated")
@@ -138,7 +133,7 @@ def test_retention_after_a_fallback_keeps_the_latest_checkpoints_and_the_best(
 ):
     # The newest checkpoint is unreadable and moved aside; the resumed run saves three more.
     config, run = finished_run
-    workdir = _copy(run, tmp_path)
+    workdir = copied_run(run, tmp_path)
     _damage(workdir, checkpointing.Checkpoints(workdir).all_steps()[-1], "truncated")
     config = config.copy_and_resolve_references()
     config.num_epochs = 6
@@ -153,7 +148,7 @@ def test_retention_after_a_fallback_keeps_the_latest_checkpoints_and_the_best(
 
 def test_checkpoints_left_beyond_the_policy_are_removed_at_start(finished_run, tmp_path, caplog):
     config, run = finished_run
-    workdir = _copy(run, tmp_path)
+    workdir = copied_run(run, tmp_path)
     config = config.copy_and_resolve_references()
     config.keep_checkpoints = 1
     ckpt = checkpointing.Checkpoints(workdir)

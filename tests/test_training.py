@@ -4,7 +4,6 @@ import copy
 import functools
 import json
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +14,7 @@ from sklearn import metrics as skm
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer
 from artjax.serving.inference import Predictor
-from tests.conftest import PROJECT_ROOT, one_step, run_command, tiny_config
+from tests.conftest import PROJECT_ROOT, copied_run, one_step, run_command, tiny_config
 
 
 @pytest.mark.parametrize(
@@ -176,8 +175,7 @@ def one_epoch_run(synthetic_root, tmp_path_factory):
 def _copied(one_epoch_run, tmp_path):
     """A copy of the one-epoch run's workdir, and a config of its own to change."""
     config, workdir = one_epoch_run
-    shutil.copytree(workdir, tmp_path / "run")
-    return copy.deepcopy(config), tmp_path / "run"
+    return copy.deepcopy(config), copied_run(workdir, tmp_path)
 
 
 @pytest.mark.xdist_group("one_epoch")
