@@ -8,12 +8,21 @@ root). Without them, tests that need them skip, except under CI=true, where that
 import os
 import pathlib
 
-# XLA's compile time dominates the suite: tiny models compile with LLVM's optimizations off (about
-# half the time, same float semantics), and every compiled program is kept in a persistent cache
-# shared by the pytest workers and the commands they start, so each distinct program compiles once.
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
-)
+
+def xla_flags(devices: int) -> str:
+    """XLA_FLAGS for a test process with `devices` fake CPU devices. XLA's compile time dominates
+    the suite, so tiny models compile cheaply: LLVM's optimizations off (about half the time, same
+    float semantics) and XLA's older elemental emitters for CPU fusions instead of its MLIR fusion
+    emitters (a quarter less CPU on a cold suite: BENCHMARKS.md)."""
+    return (
+        f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+        " --xla_cpu_use_fusion_emitters=false"
+    )
+
+
+# Every compiled program is also kept in a persistent cache shared by the pytest workers and the
+# commands they start, so each distinct program compiles once.
+os.environ.setdefault("XLA_FLAGS", xla_flags(4))
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",
     str(pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "xla"),

@@ -14,7 +14,7 @@ import pytest
 from artjax import checkpointing, evaluation
 from artjax.data import input_pipeline as ip
 from tests import distributed_worker as worker
-from tests.conftest import PROJECT_ROOT, one_step, run_command
+from tests.conftest import PROJECT_ROOT, one_step, run_command, xla_flags
 
 # One pytest worker runs this module's tests, so its module-scoped fixtures are built once.
 pytestmark = pytest.mark.xdist_group("two_processes")
@@ -32,7 +32,7 @@ def two_processes(synthetic_root, tmp_path_factory):
     env = dict(
         os.environ,
         PYTHONPATH=str(PROJECT_ROOT),
-        XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
+        XLA_FLAGS=xla_flags(2),
     )
     address = f"localhost:{_free_port()}"
     # both at once, forked by the command server (tests/command_server.py)

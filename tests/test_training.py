@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 
 from artjax import checkpointing, evaluation, hooks, models, steps, train_state, trainer
 from artjax.serving.inference import Predictor
-from tests.conftest import PROJECT_ROOT, copied_run, one_step, run_command, tiny_config
+from tests.conftest import PROJECT_ROOT, copied_run, one_step, run_command, tiny_config, xla_flags
 
 
 @pytest.mark.parametrize(
@@ -208,7 +208,7 @@ def test_restore_onto_another_device_count(one_epoch_run):
     env = dict(
         os.environ,
         PYTHONPATH=str(PROJECT_ROOT),
-        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        XLA_FLAGS=xla_flags(1),
     )
     code = (
         "import jax; from artjax import evaluation; assert jax.local_device_count() == 1; "
