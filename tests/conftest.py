@@ -345,7 +345,7 @@ def frozen_resnet_config(root, tmp_path, epochs: int = 2):
 
 # The xdist groups by their tests' summed time in a clean-clone run (BENCHMARKS.md, "The test
 # suite"), longest first.
-LONGEST_GROUPS = ("ports", "finished_run", "era", "crops_bag", "cv_run", "serve", "real_data")
+LONGEST_GROUPS = ("finished_run", "ports", "era", "crops_bag", "cv_run", "real_data")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -272,15 +272,6 @@ def test_the_page_in_a_real_browser_shows_the_period_of_an_era_model(era_cv, era
             assert page.find_element(By.ID, "period").text == expected["period"]
 
 
-def test_a_model_without_an_era_head_prints_no_period(finished_run, synthetic_root):
-    _, run = finished_run
-    path = sorted((synthetic_root / "images").rglob("*.jpg"))[0]
-    found = inference.Predictor(run).describe_file(path)
-    assert found.period is None and found.era_year is None
-    result = run_command(["artjax.predict", f"--workdir={run}", str(path)], timeout=300)
-    assert result.returncode == 0 and "period" not in result.stdout
-
-
 def test_an_era_head_on_images_or_the_cnn_is_refused(tmp_path):
     config = make_config("", tmp_path / "prepared")
     config.model.era_head = True

@@ -178,3 +178,14 @@ def test_a_wrong_workdir_or_an_unsupported_export_is_a_clear_error(finished_run,
         exported.export(tmp_path / "nothing", tmp_path / "out")
     with pytest.raises(exported.ExportError, match="'onnx' is not one of"):
         exported.export(run, tmp_path / "out", "onnx")
+
+
+# (An era test on the finished run, kept here on the worker that builds the run; the era
+# models' tests: test_era.)
+def test_a_model_without_an_era_head_prints_no_period(finished_run, synthetic_root):
+    _, run = finished_run
+    path = sorted((synthetic_root / "images").rglob("*.jpg"))[0]
+    found = inference.Predictor(run).describe_file(path)
+    assert found.period is None and found.era_year is None
+    result = run_command(["artjax.predict", f"--workdir={run}", str(path)], timeout=300)
+    assert result.returncode == 0 and "period" not in result.stdout

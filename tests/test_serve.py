@@ -26,7 +26,8 @@ from artjax.serving import batching, collection, exported, inference
 from tests.conftest import PROJECT_ROOT
 from tests.test_export import PARITY_ATOL, real_paintings
 
-pytestmark = pytest.mark.xdist_group("serve")  # its own worker: the export and a server
+# On the worker that builds the finished run it serves (test_export, test_explain: the same group).
+pytestmark = pytest.mark.xdist_group("finished_run")
 
 LIMITS = dict(max_bytes=2 * 2**20, max_pixels=4_000_000)
 
