@@ -53,6 +53,13 @@ photos: held-out paintings clean, photographed by the simulator and photographed
 side by side (listed share, top-3, the finder's IoU and corner error, the gate's flags, images
 that are not paintings, and the time the finder adds): artjax.photo_benchmark.
 
+  python -m artjax.bench compile --config experiments/efficientnet_lite0_finetune.py:synthetic \
+      --config.data.image_size=32 --xla_flags="" --xla_flags="--xla_cpu_use_fusion_emitters=false"
+
+compile: the plain pmap'd train step of the config (no era head), in a fresh process per
+--xla_flags set (added to XLA_FLAGS; JAX's compilation cache off): the CPU seconds to trace and
+lower it, to compile it, and its median step time.
+
 backbone: the frozen backbone's pass per painting, as a feature cache computes it (decode and resize
 of every view, the forward pass), for each EfficientNet-Lite version (at its own resolution, its
 ported weights in checkpoints/imagenet/) and crop set, side by side in one process on the same
@@ -87,6 +94,7 @@ SUBCOMMANDS = (
     "finetune",
     "wikiart_prepare",
     "photos",
+    "compile",
 )
 
 
@@ -137,6 +145,8 @@ def main(argv):
         return _bench_wikiart_prepare(F)
     if argv[1] == "photos":
         return _bench_photos(F)
+    if argv[1] == "compile":
+        return _bench_compile(F)
     if argv[1] == "train":
         print(
             f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores, "
@@ -228,6 +238,25 @@ def _bench_finetune(F):
             f"{r['depth']:<9} {r['trainable_layers']:>4} trainable layers "
             f"{r['images_per_second']:8.1f} img/s  {r['step_s']:7.2f} s/step  "
             f"(compile and all: {r['total_s']:.0f} s)",
+            flush=True,
+        )
+
+
+def _bench_compile(F):
+    if F.config is None:
+        raise app.UsageError("compile needs --config (e.g. experiments/cnn.py:synthetic)")
+    c = F.config
+    print(
+        f"machine: {benchmarks.cpu_description()}, {os.cpu_count()} CPU cores; {c.model.name} "
+        f"{c.data.image_size}px, batch {c.batch_size}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r} plus each row's; "
+        f"median of {F.steps} timed steps",
+        flush=True,
+    )
+    for r in benchmarks.bench_compile(c, F.xla_flags or [""], F.steps):
+        print(
+            f"trace {r['trace_cpu_s']:6.1f} s  compile {r['compile_cpu_s']:6.1f} s CPU  "
+            f"step {1000 * r['step_s']:8.1f} ms  {r['flags'] or '(no flags added)'}",
             flush=True,
         )
 
@@ -347,6 +376,9 @@ if __name__ == "__main__":
         "Timed steps per measurement (median), after two warm-up steps (train, accelerator).",
     )
     flags.DEFINE_list("models", ["cnn", "resnet50"], "Models to time (train).")
+    flags.DEFINE_multi_string(
+        "xla_flags", None, "XLA flags added to XLA_FLAGS, one set per use, a row each (compile)."
+    )
     flags.DEFINE_integer(
         "rounds", 1, "Rounds of measurements, each in a fresh process; medians reported (train)."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import json
 import multiprocessing
 import os
 import pathlib
@@ -258,6 +259,54 @@ def bench_train(model_names, size: int, n: int, rounds: int) -> list[tuple[str, 
                         ).result()
                     )
         rows += [(name, who, float(np.median(r))) for who, r in rates.items()]
+    return rows
+
+
+def _compile_in_this_process(config_json: str, n: int) -> dict:
+    """Process CPU seconds to trace and lower, then to compile, the plain pmap'd train step of a
+    config (no era head) under this process's XLA_FLAGS, and the median step after."""
+    config = configs.from_record(json.loads(config_json))
+    p_step, state = _train_step_and_state(config)
+    devices, size = jax.local_device_count(), config.data.image_size
+    per_device = max(1, config.batch_size // devices)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.random((devices, per_device, size, size, 3), np.float32),
+        "label": rng.integers(0, 6, (devices, per_device)).astype(np.int32),
+    }
+    start = time.process_time()
+    lowered = p_step.lower(state, batch)
+    traced = time.process_time()
+    compiled = lowered.compile()
+    done = time.process_time()
+    seconds, _ = _step_seconds(compiled, state, lambda: batch, n)
+    return dict(trace_cpu_s=traced - start, compile_cpu_s=done - traced, step_s=seconds)
+
+
+def bench_compile(config, flag_sets, n: int) -> list[dict]:
+    """The train step's trace and compile CPU time and its step time under each of `flag_sets`
+    (XLA flags added to this process's XLA_FLAGS), each in a fresh process (XLA reads its flags
+    once) with JAX's persistent compilation cache off, one after another."""
+    context = multiprocessing.get_context("spawn")
+    base = os.environ.get("XLA_FLAGS", "")
+    rows = []
+    for extra in flag_sets:
+        env = {
+            "XLA_FLAGS": f"{base} {extra}".strip(),
+            "JAX_ENABLE_COMPILATION_CACHE": "false",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # a spawned process reads the parent's environment at its start
+        try:
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                found = pool.submit(_compile_in_this_process, config.to_json(), n).result()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        rows.append(dict(flags=extra, **found))
     return rows
 
 

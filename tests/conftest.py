@@ -13,7 +13,7 @@ def xla_flags(devices: int) -> str:
     """XLA_FLAGS for a test process with `devices` fake CPU devices. XLA's compile time dominates
     the suite, so tiny models compile cheaply: LLVM's optimizations off (about half the time, same
     float semantics) and XLA's older elemental emitters for CPU fusions instead of its MLIR fusion
-    emitters (a quarter less CPU on a cold suite: BENCHMARKS.md)."""
+    emitters (a quarter less CPU on two modules' cold compiles: BENCHMARKS.md)."""
     return (
         f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
         " --xla_cpu_use_fusion_emitters=false"
