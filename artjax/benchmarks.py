@@ -15,6 +15,7 @@ import os
 import pathlib
 import platform
 import time
+import unittest.mock
 from typing import TYPE_CHECKING
 
 import jax
@@ -173,6 +174,18 @@ def _step_seconds(p_step, state, next_batch, n: int):
     return _time_steps(step, n), holder[0]
 
 
+def _synthetic_batch(batch: int, size: int) -> dict:
+    """A fixed batch of random images and labels of 6 classes, laid out over the local devices
+    (at least one image each)."""
+    devices = jax.local_device_count()
+    per_device = max(1, batch // devices)
+    rng = np.random.default_rng(0)
+    return {
+        "image": rng.random((devices, per_device, size, size, 3), np.float32),
+        "label": rng.integers(0, 6, (devices, per_device)).astype(np.int32),
+    }
+
+
 def artjax_train_step(name: str, batch: int, size: int, conv_impl: str):
     """A blocking call of artjax's pmap'd train step on one fixed synthetic batch."""
     config = configs.base_config()
@@ -183,12 +196,7 @@ def artjax_train_step(name: str, batch: int, size: int, conv_impl: str):
     else:
         config.model.name, config.model.depth, config.model.variant = "resnet", 50, "v1"
     p_step, state = _train_step_and_state(config)
-    devices = jax.local_device_count()
-    rng = np.random.default_rng(0)
-    data = {
-        "image": rng.random((devices, batch // devices, size, size, 3), np.float32),
-        "label": rng.integers(0, 6, (devices, batch // devices)).astype(np.int32),
-    }
+    data = _synthetic_batch(batch, size)
     return _blocking_step(p_step, state, lambda: data)[0]
 
 
@@ -267,13 +275,7 @@ def _compile_in_this_process(config_json: str, n: int) -> dict:
     config (no era head) under this process's XLA_FLAGS, and the median step after."""
     config = configs.from_record(json.loads(config_json))
     p_step, state = _train_step_and_state(config)
-    devices, size = jax.local_device_count(), config.data.image_size
-    per_device = max(1, config.batch_size // devices)
-    rng = np.random.default_rng(0)
-    batch = {
-        "image": rng.random((devices, per_device, size, size, 3), np.float32),
-        "label": rng.integers(0, 6, (devices, per_device)).astype(np.int32),
-    }
+    batch = _synthetic_batch(config.batch_size, config.data.image_size)
     start = time.process_time()
     lowered = p_step.lower(state, batch)
     traced = time.process_time()
@@ -291,21 +293,11 @@ def bench_compile(config, flag_sets, n: int) -> list[dict]:
     base = os.environ.get("XLA_FLAGS", "")
     rows = []
     for extra in flag_sets:
-        env = {
-            "XLA_FLAGS": f"{base} {extra}".strip(),
-            "JAX_ENABLE_COMPILATION_CACHE": "false",
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # a spawned process reads the parent's environment at its start
-        try:
+        env = {"XLA_FLAGS": f"{base} {extra}".strip(), "JAX_ENABLE_COMPILATION_CACHE": "false"}
+        # a spawned process reads the parent's environment at its start
+        with unittest.mock.patch.dict(os.environ, env):
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
                 found = pool.submit(_compile_in_this_process, config.to_json(), n).result()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         rows.append(dict(flags=extra, **found))
     return rows
 
